@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gn_detection",
+    version="0.1.0",
+    description="Mask R-CNN with Group Normalization in the backbone, FPN and heads",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["gn_detection", "gn_detection.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "pycocotools>=2.0.6",
+        "pyyaml>=5.1",
+        "tqdm",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["gn-detect=gn_detection.cli:main"]},
+)
