@@ -1,0 +1,117 @@
+"""Every config key, grouped by the part that reads it. Names follow detectron2."""
+from .config import CfgNode as CN
+
+_C = CN()
+
+# Read by build_model (modeling/meta_arch/build.py) and MaskRCNN.from_config.
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "MaskRCNN"
+_C.MODEL.DEVICE = "cpu"
+_C.MODEL.MASK_ON = True
+# Model input: (C, H, W) float pixels in 0-255, channels in INPUT.FORMAT order.
+_C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
+_C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
+
+# Read by norm_from_cfg, which binds them into every "GN" layer (Wu & He 2018: G=32).
+_C.MODEL.GROUP_NORM = CN()
+_C.MODEL.GROUP_NORM.NUM_GROUPS = 32
+_C.MODEL.GROUP_NORM.EPSILON = 1e-5
+
+# Read by build_backbone.
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+# 0 trains everything (from scratch); 1 freezes the stem; k freezes the stem and res2..res<k>.
+_C.MODEL.BACKBONE.FREEZE_AT = 2
+
+# Read by build_resnet_backbone.
+_C.MODEL.RESNETS = CN()
+_C.MODEL.RESNETS.DEPTH = 50
+_C.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.RESNETS.NORM = "FrozenBN"
+# True: stride in the first 1x1 conv (MSRA/Caffe2 weights); False: in the 3x3 (torchvision, GN).
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = True
+_C.MODEL.RESNETS.NUM_GROUPS = 1  # ResNeXt cardinality of the 3x3 convs
+_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256
+
+# Read by build_resnet_fpn_backbone.
+_C.MODEL.FPN = CN()
+_C.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.FPN.OUT_CHANNELS = 256
+_C.MODEL.FPN.NORM = ""
+
+# Read by build_rpn.
+_C.MODEL.ANCHOR_GENERATOR = CN()
+# One list of sizes per feature level; one list of ratios, or one per level.
+_C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+_C.MODEL.RPN = CN()
+_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]  # below: background, above: foreground
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000  # per feature level
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000  # per image
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+
+# Read by build_roi_heads.
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.NUM_CLASSES = 80  # foreground classes; labels run 1..NUM_CLASSES, 0 is background
+_C.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+_C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+
+# Read by build_box_head and build_roi_heads (pooler, box coder).
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+_C.MODEL.ROI_BOX_HEAD.NUM_CONV = 0
+_C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
+_C.MODEL.ROI_BOX_HEAD.NORM = ""
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0  # 0: adaptive, ceil(RoI size / output size)
+# "ROIAlignV2" is RoIAlign with aligned=True (half-pixel offset), as in detectron2.
+_C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+
+# Read by build_mask_head and build_roi_heads.
+_C.MODEL.ROI_MASK_HEAD = CN()
+_C.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
+_C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
+_C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_MASK_HEAD.NORM = ""
+_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"
+
+# Read by build_transform: the model resizes its inputs and maps outputs back to input pixels.
+_C.INPUT = CN()
+_C.INPUT.MIN_SIZE_TRAIN = (800,)  # one is drawn per image: multi-scale training
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_TEST = 800
+_C.INPUT.MAX_SIZE_TEST = 1333
+_C.INPUT.FORMAT = "BGR"  # channel order of the model's input, matching PIXEL_MEAN/PIXEL_STD
+
+# Read by build_roi_heads.
+_C.TEST = CN()
+_C.TEST.DETECTIONS_PER_IMAGE = 100
+
+# Read by build_optimizer and build_lr_scheduler (engine/solver.py).
+_C.SOLVER = CN()
+_C.SOLVER.IMS_PER_BATCH = 16  # the global batch, over all processes
+_C.SOLVER.BASE_LR = 0.02
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# The GN paper's recipe: no weight decay on the norm layers' scale and shift.
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+_C.SOLVER.MAX_ITER = 90000
+_C.SOLVER.STEPS = (60000, 80000)
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.WARMUP_ITERS = 1000
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
