@@ -1,0 +1,54 @@
+from torch import nn
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+
+from ..backbone import Backbone, build_backbone
+from ..heads import build_roi_heads, build_rpn
+from .build import META_ARCH_REGISTRY
+from .transform import build_transform
+
+__all__ = ["MaskRCNN"]
+
+
+@META_ARCH_REGISTRY.register()
+class MaskRCNN(GeneralizedRCNN):
+    """Mask R-CNN (He et al. 2017) on torchvision's detection machinery; Faster R-CNN when the
+    RoI heads have no mask branch (MODEL.MASK_ON: False).
+
+    ``model(images, targets)`` in training mode returns a dict of scalar losses
+    (``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``, ``loss_box_reg``,
+    ``loss_mask``). In eval mode ``model(images)`` returns one dict per image with, in the input
+    image's pixels: ``boxes`` (R, 4) XYXY, ``labels`` (R,) in 1..NUM_CLASSES, ``scores`` (R,)
+    and ``masks`` (R, 1, H, W) probabilities.
+
+    Args:
+        backbone: images -> named feature maps.
+        rpn: proposals from the features.
+        roi_heads: detections and masks from the features and proposals.
+        transform: normalization, resizing and batching of the input images.
+
+    Images are (C, H, W) float tensors in 0-255, channels in INPUT.FORMAT order; targets hold
+    ``boxes`` (G, 4) XYXY float, ``labels`` (G,) int64 and ``masks`` (G, H, W) uint8.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        rpn: RegionProposalNetwork,
+        roi_heads: RoIHeads,
+        transform: nn.Module,
+    ):
+        super().__init__(backbone, rpn, roi_heads, transform)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        return dict(
+            backbone=backbone,
+            rpn=build_rpn(cfg, shapes),
+            roi_heads=build_roi_heads(cfg, shapes),
+            transform=build_transform(cfg, backbone.size_divisibility),
+        )

@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from gn_detection import build_model
+from gn_detection.layers import GroupNorm
+from gn_detection.utils.registry import UnknownNameError
+from tests.conftest import make_sample
+
+LOSSES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+
+
+def test_training_losses_are_finite_and_every_trainable_parameter_gets_a_finite_gradient(tiny_cfg):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).train()
+    samples = [make_sample(120, 150, 3, 3, seed=1), make_sample(100, 90, 2, 3, seed=2)]
+    losses = model([s[0] for s in samples], [s[1] for s in samples])
+    assert set(losses) == LOSSES
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert len(trainable) == len(list(model.parameters()))  # the tiny config freezes nothing
+    no_grad = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert no_grad == []
+    assert model.roi_heads.box_head.conv1.norm.weight.grad.abs().sum() > 0
+
+
+def test_eval_returns_the_documented_fields_in_input_pixels(tiny_cfg):
+    torch.manual_seed(0)
+    tiny_cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # an untrained model must still return boxes
+    model = build_model(tiny_cfg).eval()
+    images = [make_sample(120, 150, 2, 3, seed=3)[0], make_sample(300, 200, 2, 3, seed=4)[0]]
+    with torch.no_grad():
+        outputs = model(images)
+    assert len(outputs) == 2
+    for image, out in zip(images, outputs):
+        assert set(out) == {"boxes", "labels", "scores", "masks"}
+        count = len(out["boxes"])
+        assert 0 < count <= tiny_cfg.TEST.DETECTIONS_PER_IMAGE
+        height, width = image.shape[-2:]
+        assert out["boxes"].shape == (count, 4)
+        assert out["boxes"][:, 0::2].max() <= width and out["boxes"][:, 1::2].max() <= height
+        assert out["boxes"].min() >= 0
+        assert out["labels"].dtype == torch.int64
+        assert out["labels"].min() >= 1 and out["labels"].max() <= tiny_cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        assert ((out["scores"] >= 0) & (out["scores"] <= 1)).all()
+        assert out["masks"].shape == (count, 1, height, width)
+        assert out["masks"].min() >= 0 and out["masks"].max() <= 1
+
+
+def test_test_size_differs_from_train_sizes(tiny_cfg):
+    model = build_model(tiny_cfg)
+    assert model.transform.min_size == (96, 128)
+    model.eval()
+    assert (model.transform.min_size, model.transform.max_size) == ((128,), 160)
+    model.train()
+    assert model.transform.min_size == (96, 128)
+
+
+def test_mask_off_builds_faster_rcnn(tiny_cfg):
+    tiny_cfg.MODEL.MASK_ON = False
+    model = build_model(tiny_cfg)
+    assert model.roi_heads.mask_head is None
+    image, target = make_sample(100, 100, 2, 3, seed=5)
+    target.pop("masks")
+    assert "loss_mask" not in model([image], [target])
+
+
+def test_state_dict_uses_detectron2_part_names(tiny_cfg):
+    keys = set(build_model(tiny_cfg).state_dict())
+    for key in [
+        "backbone.bottom_up.stem.conv1.weight",
+        "backbone.bottom_up.stem.conv1.norm.weight",
+        "backbone.bottom_up.res3.0.shortcut.norm.bias",
+        "backbone.fpn_lateral2.norm.weight",
+        "backbone.fpn_output5.weight",
+        "rpn.head.objectness_logits.weight",
+        "roi_heads.box_head.conv4.norm.weight",
+        "roi_heads.box_head.fc1.weight",
+        "roi_heads.box_predictor.cls_score.weight",
+        "roi_heads.mask_head.mask_fcn1.norm.weight",
+        "roi_heads.mask_head.deconv.weight",
+        "roi_heads.mask_predictor.mask_fcn_logits.weight",
+    ]:
+        assert key in keys
+    assert not any(".0.0." in k for k in keys)
+
+
+def test_group_count_is_read_from_the_config(tiny_cfg):
+    tiny_cfg.MODEL.GROUP_NORM.NUM_GROUPS = 4
+    model = build_model(tiny_cfg)
+    assert {m.num_groups for m in model.modules() if isinstance(m, GroupNorm)} == {4}
+
+
+def test_unknown_meta_architecture(tiny_cfg):
+    tiny_cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
+    with pytest.raises(UnknownNameError, match="MaskRCNN"):
+        build_model(tiny_cfg)
