@@ -1,0 +1,362 @@
+"""Load COCO-format instance annotations into per-image records, checked and cleaned once.
+
+Every problem the model would otherwise meet later, deep inside torch, is handled here: malformed
+JSON and unknown ids raise errors naming the file and the id; empty boxes and segmentations are
+dropped with one warning per file.
+"""
+import json
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import pycocotools.mask as mask_util
+
+__all__ = ["CocoInstances", "load_coco_json", "segmentation_to_mask"]
+
+logger = logging.getLogger(__name__)
+
+# A polygon needs three (x, y) points to enclose an area. Fewer would also be misread by
+# pycocotools: frPyObjects takes a first polygon of 4 numbers for an XYWH box.
+_MIN_POLYGON_COORDS = 6
+_IDS_SHOWN = 5  # how many ids a message lists before "..."
+
+Segmentation = Union[List[List[float]], Dict[str, Any]]
+
+
+@dataclass
+class CocoInstances:
+    """A loaded COCO instance dataset.
+
+    Attributes:
+        records: one dict per image: ``file_name`` (joined with the image root), ``image_id``,
+            ``height``, ``width`` and ``annotations``, a list of dicts with ``id``, ``bbox``
+            (absolute XYXY floats, clipped to the image), ``category_id`` (contiguous, 1..K),
+            ``segmentation`` (polygons, or the RLE dict as in the JSON) and ``iscrowd`` (0 or 1).
+        thing_classes: category names in contiguous order; label k is ``thing_classes[k - 1]``.
+        category_ids: COCO category id of contiguous label k is ``category_ids[k - 1]``.
+    """
+
+    records: List[dict]
+    thing_classes: List[str]
+    category_ids: List[int]
+
+
+def load_coco_json(json_file: str, image_root: str, *, filter_empty: bool = True) -> CocoInstances:
+    """Read a COCO instances JSON into records the data pipeline can use without further checks.
+
+    Categories sorted by id get contiguous labels 1..K (0 is the background). Boxes partly outside
+    their image are clipped. Polygons with fewer than 3 points are removed. Dropped, with one
+    warning per file: annotations whose box is empty before or after clipping, and those left with
+    no segmentation (none given, or no polygon left). Crowd annotations are kept (training skips
+    them, evaluation needs them), unless their segmentation is empty: evaluation could not
+    rasterize it.
+
+    Args:
+        json_file: path of the COCO JSON.
+        image_root: folder the images' ``file_name`` entries are relative to.
+        filter_empty: remove images left with no annotation (for training); keep them for
+            evaluation.
+
+    Returns:
+        CocoInstances with one record per kept image, in the JSON's order.
+
+    Raises:
+        FileNotFoundError: ``json_file`` does not exist.
+        ValueError: the file is not valid JSON or not COCO instances, or an annotation names an
+            unknown category or image, or an RLE's size is not its image's size. The message names
+            the file, the id and what is wrong.
+    """
+    data = _read_json(json_file)
+    images, annotations, categories = _check_top_level(data, json_file)
+
+    for cat in categories:
+        _check_fields(cat, ("id", "name"), "category", json_file)
+        _check_int(cat["id"], "id", f"category {cat['id']!r}", json_file)
+    category_ids = sorted(cat["id"] for cat in categories)
+    _check_unique(category_ids, "category", json_file)
+    names = {cat["id"]: str(cat["name"]) for cat in categories}
+    thing_classes = [names[i] for i in category_ids]
+    contiguous = {cat_id: label for label, cat_id in enumerate(category_ids, start=1)}
+
+    records: Dict[int, dict] = {}
+    for img in images:
+        _check_fields(img, ("id", "file_name", "height", "width"), "image", json_file)
+        where = f"image id={img['id']!r}"
+        _check_int(img["id"], "id", where, json_file)
+        _check_int(img["height"], "height", where, json_file, positive=True)
+        _check_int(img["width"], "width", where, json_file, positive=True)
+        if not isinstance(img["file_name"], str):
+            raise ValueError(f"{json_file}: {where}: file_name must be a string, got {img['file_name']!r}")
+        if img["id"] in records:
+            raise ValueError(f"{json_file}: image id {img['id']} appears more than once in 'images'")
+        records[img["id"]] = {
+            "file_name": os.path.join(image_root, img["file_name"]),
+            "image_id": img["id"],
+            "height": img["height"],
+            "width": img["width"],
+            "annotations": [],
+        }
+
+    drops = _Drops()
+    for ann in annotations:
+        _check_fields(ann, ("id", "image_id", "category_id", "bbox"), "annotation", json_file)
+        where = f"annotation id={ann['id']!r}"
+        for key in ("id", "image_id", "category_id"):
+            _check_int(ann[key], key, where, json_file)
+        if ann["category_id"] not in contiguous:
+            raise ValueError(
+                f"{json_file}: {where}: category_id {ann['category_id']} is not among the categories; "
+                f"known category ids: {', '.join(map(str, category_ids))}"
+            )
+        if ann["image_id"] not in records:
+            raise ValueError(
+                f"{json_file}: {where}: image_id {ann['image_id']} is not among the {len(records)} images "
+                f"(ids {_few(list(records))})"
+            )
+        record = records[ann["image_id"]]
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1):
+            raise ValueError(f"{json_file}: {where}: iscrowd must be 0 or 1, got {iscrowd!r}")
+
+        box = _clip_xywh(ann["bbox"], record["height"], record["width"], where, json_file)
+        if box is None:
+            drops.add("an empty box (before or after clipping to the image)", ann["id"])
+            continue
+        segmentation = _clean_segmentation(ann.get("segmentation"), record, where, json_file, ann["id"], drops)
+        if segmentation is None:
+            drops.add("no valid segmentation", ann["id"])
+            continue
+        record["annotations"].append(
+            {
+                "id": ann["id"],
+                "bbox": box,
+                "category_id": contiguous[ann["category_id"]],
+                "segmentation": segmentation,
+                "iscrowd": int(iscrowd),
+            }
+        )
+    drops.log(json_file, len(annotations))
+
+    kept = list(records.values())
+    if filter_empty:
+        kept = [r for r in kept if r["annotations"]]
+        if len(kept) < len(records):
+            logger.info(
+                "%s: removed %d of %d images that have no annotation left",
+                json_file, len(records) - len(kept), len(records),
+            )
+    return CocoInstances(records=kept, thing_classes=thing_classes, category_ids=category_ids)
+
+
+def segmentation_to_mask(segmentation: Segmentation, height: int, width: int) -> np.ndarray:
+    """Rasterize one instance's COCO segmentation.
+
+    Args:
+        segmentation: polygons (a list of ``[x0, y0, x1, y1, ...]`` lists, in pixel-edge
+            coordinates; those with fewer than 3 points are ignored), or an RLE dict with ``size``
+            ``[height, width]`` and ``counts``, uncompressed (a list of run lengths) or compressed
+            (a str or bytes).
+        height, width: the image's size.
+
+    Returns:
+        (height, width) uint8 mask of 0/1; all zeros when no polygon is usable.
+
+    Raises:
+        ValueError: an RLE whose size is not (height, width).
+        TypeError: ``segmentation`` is neither polygons nor an RLE dict.
+    """
+    if isinstance(segmentation, dict):
+        size = segmentation.get("size")
+        if not isinstance(size, (list, tuple)) or list(size) != [height, width]:
+            raise ValueError(
+                f"segmentation_to_mask: RLE size {size} is not the image's "
+                f"[height, width] = [{height}, {width}]"
+            )
+        counts = segmentation.get("counts")
+        if isinstance(counts, list):
+            rle = mask_util.frPyObjects(segmentation, height, width)
+        elif isinstance(counts, (str, bytes)):
+            # pycocotools decodes bytes; JSON gives str
+            rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        else:
+            raise TypeError(
+                f"segmentation_to_mask: RLE counts must be a list, str or bytes; got {type(counts).__name__}"
+            )
+        return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
+    if isinstance(segmentation, list):
+        polygons = [[float(v) for v in p] for p in segmentation if _is_valid_polygon(p)]
+        if not polygons:
+            return np.zeros((height, width), dtype=np.uint8)
+        rle = mask_util.merge(mask_util.frPyObjects(polygons, height, width))
+        return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
+    raise TypeError(
+        f"segmentation_to_mask: segmentation must be a list of polygons or an RLE dict; "
+        f"got {type(segmentation).__name__}"
+    )
+
+
+class _Drops:
+    """Dropped annotations and removed polygons, by reason, for one warning per file."""
+
+    def __init__(self) -> None:
+        self.by_reason: Dict[str, List[int]] = {}
+        self.polygons: Dict[int, int] = {}  # annotation id -> polygons removed from it
+
+    def add(self, reason: str, ann_id: int) -> None:
+        self.by_reason.setdefault(reason, []).append(ann_id)
+
+    def log(self, json_file: str, num_annotations: int) -> None:
+        parts = [f"{len(ids)} with {reason} (ids {_few(ids)})" for reason, ids in self.by_reason.items()]
+        dropped = sum(len(ids) for ids in self.by_reason.values())
+        message = f"dropped {dropped} of {num_annotations} annotations: {'; '.join(parts)}" if parts else ""
+        if self.polygons:
+            removed = (
+                f"removed {sum(self.polygons.values())} polygons with fewer than 3 points or an odd number of "
+                f"coordinates (annotation ids {_few(list(self.polygons))})"
+            )
+            message = f"{message}; {removed}" if message else removed
+        if message:
+            logger.warning("%s: %s", json_file, message)
+
+
+def _read_json(json_file: str) -> Any:
+    try:
+        with open(json_file, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{json_file}: no such annotation file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_file}: not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{json_file}: not valid JSON (not UTF-8 text: {e})") from None
+
+
+def _check_top_level(data: Any, json_file: str):
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{json_file}: not a COCO instances file; expected a JSON object with 'images', 'annotations' "
+            f"and 'categories', got a JSON {type(data).__name__}"
+        )
+    lists = []
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise ValueError(f"{json_file}: not a COCO instances file; the key '{key}' is missing")
+        if not isinstance(data[key], list):
+            raise ValueError(f"{json_file}: '{key}' must be a list, got {type(data[key]).__name__}")
+        lists.append(data[key])
+    return lists
+
+
+def _check_fields(entry: Any, keys: Sequence[str], kind: str, json_file: str) -> None:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{json_file}: every {kind} must be a JSON object, got {entry!r}")
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        article = "an" if kind[0] in "aeiou" else "a"
+        who = f"{kind} id={entry['id']!r}" if "id" in entry else f"{article} {kind} ({_short(entry)})"
+        raise ValueError(f"{json_file}: {who} has no {', '.join(repr(k) for k in missing)}")
+
+
+def _check_int(value: Any, key: str, where: str, json_file: str, positive: bool = False) -> None:
+    # bool is an int subclass; true/false in an id field is a typo, not an id
+    if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
+        kind = "a positive integer" if positive else "an integer"
+        raise ValueError(f"{json_file}: {where}: {key} must be {kind}, got {value!r}")
+
+
+def _check_unique(ids: Sequence[int], kind: str, json_file: str) -> None:
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{json_file}: {kind} ids appear more than once: {_few(repeated)}")
+
+
+def _clip_xywh(bbox: Any, height: int, width: int, where: str, json_file: str) -> Optional[List[float]]:
+    """COCO XYWH -> XYXY clipped to the image; None when empty before or after clipping."""
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(_is_finite_number(v) for v in bbox)
+    ):
+        raise ValueError(f"{json_file}: {where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return None
+    x0, x1 = min(max(x, 0.0), float(width)), min(max(x + w, 0.0), float(width))
+    y0, y1 = min(max(y, 0.0), float(height)), min(max(y + h, 0.0), float(height))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return [x0, y0, x1, y1]
+
+
+def _clean_segmentation(
+    segmentation: Any, record: dict, where: str, json_file: str, ann_id: int, drops: _Drops
+) -> Optional[Segmentation]:
+    """Polygons without the degenerate ones, or the RLE as it is; None when nothing usable is left."""
+    if not segmentation:  # missing, null, [] or {}
+        return None
+    if isinstance(segmentation, dict):
+        return _check_rle(segmentation, record, where, json_file)
+    if not isinstance(segmentation, list) or not all(isinstance(p, list) for p in segmentation):
+        raise ValueError(
+            f"{json_file}: {where}: segmentation must be a list of polygons (lists of x, y coordinates) "
+            f"or an RLE dict, got {_short(segmentation)}"
+        )
+    for polygon in segmentation:
+        if not _all_finite(polygon):
+            raise ValueError(
+                f"{json_file}: {where}: polygon coordinates must be finite numbers, got {_short(polygon)}"
+            )
+    polygons = [p for p in segmentation if _is_valid_polygon(p)]
+    if len(polygons) < len(segmentation):
+        drops.polygons[ann_id] = len(segmentation) - len(polygons)
+    return polygons or None
+
+
+def _check_rle(rle: dict, record: dict, where: str, json_file: str) -> dict:
+    if "size" not in rle or "counts" not in rle:
+        raise ValueError(
+            f"{json_file}: {where}: an RLE segmentation needs 'size' and 'counts', got keys {sorted(rle)}"
+        )
+    expected = [record["height"], record["width"]]
+    if rle["size"] != expected:
+        raise ValueError(
+            f"{json_file}: {where}: RLE size {rle['size']} is not the size of image id={record['image_id']}, "
+            f"[height, width] = {expected}"
+        )
+    counts = rle["counts"]
+    if not isinstance(counts, str) and not (isinstance(counts, list) and all(isinstance(c, int) for c in counts)):
+        raise ValueError(
+            f"{json_file}: {where}: RLE counts must be a compressed string or a list of run lengths, "
+            f"got {type(counts).__name__}"
+        )
+    return rle
+
+
+def _is_valid_polygon(polygon: Any) -> bool:
+    return isinstance(polygon, list) and len(polygon) >= _MIN_POLYGON_COORDS and len(polygon) % 2 == 0
+
+
+def _all_finite(values: List[Any]) -> bool:
+    """True when every value is a finite number. One fsum in C: COCO train has ~1M polygons."""
+    try:
+        return math.isfinite(math.fsum(values))
+    except (TypeError, ValueError, OverflowError):  # a non-number; inf - inf; absurdly large values
+        return False
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _few(ids: Sequence[Any]) -> str:
+    shown = ", ".join(str(i) for i in ids[:_IDS_SHOWN])
+    return shown + (", ..." if len(ids) > _IDS_SHOWN else "")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
