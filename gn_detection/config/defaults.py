@@ -7,6 +7,8 @@ _C = CN()
 _C.MODEL = CN()
 _C.MODEL.META_ARCHITECTURE = "MaskRCNN"
 _C.MODEL.DEVICE = "cpu"
+# A checkpoint to start from (its "model" entry); ignored when --resume finds a checkpoint.
+_C.MODEL.WEIGHTS = ""
 _C.MODEL.MASK_ON = True
 # Model input: (C, H, W) float pixels in 0-255, channels in INPUT.FORMAT order.
 _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
@@ -97,10 +99,30 @@ _C.INPUT.MAX_SIZE_TRAIN = 1333
 _C.INPUT.MIN_SIZE_TEST = 800
 _C.INPUT.MAX_SIZE_TEST = 1333
 _C.INPUT.FORMAT = "BGR"  # channel order of the model's input, matching PIXEL_MEAN/PIXEL_STD
+# Read by DatasetMapper: "horizontal" flips half of the training images (with their masks).
+_C.INPUT.RANDOM_FLIP = "horizontal"
 
-# Read by build_roi_heads.
+# Read by build_train_loader / build_test_loader: names given to register_coco_instances.
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ()
+_C.DATASETS.TEST = ()
+# Your own COCO-format sets, registered by register_datasets_from_cfg before the run:
+# [[name, instances json, image folder], ...], e.g. [["xray_train", "ann/train.json", "img/"]].
+_C.DATASETS.COCO_INSTANCES = []
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 2
+# Batch landscape and portrait images apart, so padding to a common size wastes less.
+_C.DATALOADER.ASPECT_RATIO_GROUPING = True
+# Skip training images whose annotations are all gone (none, crowd only, or invalid).
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
+
 _C.TEST = CN()
-_C.TEST.DETECTIONS_PER_IMAGE = 100
+_C.TEST.DETECTIONS_PER_IMAGE = 100  # read by build_roi_heads
+# Read by the trainer: evaluate on DATASETS.TEST every this many iterations (0: only at the end).
+_C.TEST.EVAL_PERIOD = 0
+# "pycocotools", or "faster_coco_eval" (same numbers, faster).
+_C.TEST.EVALUATOR_BACKEND = "pycocotools"
 
 # Read by build_optimizer and build_lr_scheduler (engine/solver.py).
 _C.SOLVER = CN()
@@ -115,3 +137,21 @@ _C.SOLVER.STEPS = (60000, 80000)
 _C.SOLVER.GAMMA = 0.1
 _C.SOLVER.WARMUP_ITERS = 1000
 _C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
+
+# Read by the trainer (engine/trainer.py).
+_C.SOLVER.CHECKPOINT_PERIOD = 5000
+_C.SOLVER.LOG_PERIOD = 20
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"  # "value": clamp each gradient; "norm": rescale all
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+# Mixed precision: autocast the forward pass to DTYPE ("bfloat16" or "float16"; float16 on CUDA only,
+# with loss scaling).
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+_C.SOLVER.AMP.DTYPE = "bfloat16"
+
+_C.OUTPUT_DIR = "./output"
+# Seeds every random choice of a run (data order, augmentation, sampling); negative: a fresh seed.
+_C.SEED = -1

@@ -22,6 +22,8 @@ class Registry(_FvcoreRegistry):
 
     def register_as(self, name: str) -> Callable[[Any], Any]:
         def deco(obj: Any) -> Any:
+            if name in self:
+                raise ValueError(f"{name!r} is already registered in the {self._name} registry")
             self._do_register(name, obj)
             return obj
 

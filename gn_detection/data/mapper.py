@@ -1,0 +1,77 @@
+"""From a dataset record to what the model takes: an image tensor and its training target."""
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .coco import segmentation_to_mask
+from .image_io import IMAGE_FORMATS, read_image
+
+__all__ = ["DatasetMapper"]
+
+FLIP_MODES = ("horizontal", "none")
+
+
+class DatasetMapper:
+    """Reads a record's image and turns its annotations into a torchvision-style target.
+
+    The returned dict holds ``image`` (C, H, W) float32 in 0-255, channels in ``image_format``
+    order; ``image_id``, ``file_name``, ``height`` and ``width`` from the record; and in training
+    ``target``: ``boxes`` (G, 4) XYXY float32, ``labels`` (G,) int64 and ``masks`` (G, H, W)
+    uint8. Crowd regions are left out of the target: the evaluator reads them from the JSON.
+
+    Args:
+        is_train: build the target and apply the augmentation.
+        image_format: "RGB", "BGR" or "L" (INPUT.FORMAT).
+        flip: "horizontal" flips half of the training images, masks and boxes with them; "none".
+    """
+
+    def __init__(self, *, is_train: bool, image_format: str, flip: str = "horizontal"):
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"INPUT.FORMAT={image_format!r}: expected one of {IMAGE_FORMATS}")
+        if flip not in FLIP_MODES:
+            raise ValueError(f"INPUT.RANDOM_FLIP={flip!r}: expected one of {FLIP_MODES}")
+        self.is_train = is_train
+        self.image_format = image_format
+        self.flip = flip
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool) -> dict:
+        return dict(is_train=is_train, image_format=cfg.INPUT.FORMAT, flip=cfg.INPUT.RANDOM_FLIP)
+
+    def __call__(self, record: dict, rng: Optional[np.random.Generator] = None) -> dict:
+        """Map one record; ``rng`` draws the augmentation (required in training)."""
+        try:
+            image = read_image(record["file_name"], self.image_format)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"image id {record['image_id']}: {e}") from None
+        height, width = image.shape[:2]
+        if (height, width) != (record["height"], record["width"]):
+            raise ValueError(
+                f"{record['file_name']} (image id {record['image_id']}): the file is {height}x{width} "
+                f"(HxW) but the annotations say {record['height']}x{record['width']}"
+            )
+        out = dict(
+            image=torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            image_id=record["image_id"],
+            file_name=record["file_name"],
+            height=height,
+            width=width,
+        )
+        if not self.is_train:
+            return out
+
+        annotations = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
+        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
+        masks = np.zeros((len(annotations), height, width), dtype=np.uint8)
+        for i, a in enumerate(annotations):
+            masks[i] = segmentation_to_mask(a["segmentation"], height, width)
+        masks = torch.from_numpy(masks)
+
+        if self.flip == "horizontal" and rng.random() < 0.5:
+            out["image"] = out["image"].flip(-1)
+            masks = masks.flip(-1)
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        out["target"] = dict(boxes=boxes, labels=labels, masks=masks)
+        return out
