@@ -32,3 +32,34 @@ def make_sample(height: int, width: int, num_instances: int, num_classes: int, s
         image[:, y0 : y0 + h, x0 : x0 + w] = 40.0 * (i + 1)
     labels = torch.randint(1, num_classes + 1, (num_instances,), generator=g)
     return image, dict(boxes=torch.tensor(boxes, dtype=torch.float32), labels=labels, masks=masks)
+
+
+def write_coco_dataset(root, samples, num_classes: int = 3) -> str:
+    """Write ``make_sample`` outputs as PNGs and a COCO JSON with polygon masks; return the JSON path."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    images, annotations = [], []
+    for image_id, (image, target) in enumerate(samples, start=1):
+        file_name = f"{image_id:04d}.png"
+        pixels = image.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(root / file_name)
+        images.append(dict(id=image_id, file_name=file_name, height=pixels.shape[0], width=pixels.shape[1]))
+        for (x0, y0, x1, y1), label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=label,
+                    bbox=[x0, y0, x1 - x0, y1 - y0],
+                    area=(x1 - x0) * (y1 - y0),
+                    segmentation=[[x0, y0, x1, y0, x1, y1, x0, y1]],
+                    iscrowd=0,
+                )
+            )
+    categories = [dict(id=k, name=f"class{k}") for k in range(1, num_classes + 1)]
+    path = root / "instances.json"
+    path.write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
+    return str(path)

@@ -1,0 +1,116 @@
+"""Training checkpoints: everything a run needs to continue exactly where it stopped."""
+import logging
+import os
+import random
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils import comm
+from .io import atomic_save, atomic_write_text, load_torch_file
+
+__all__ = ["Checkpointer", "get_rng_states", "set_rng_states"]
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last_checkpoint"
+
+
+def get_rng_states() -> Dict:
+    """Every global RNG, in types that ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    states = dict(
+        torch=torch.get_rng_state(),
+        python=random.getstate(),
+        numpy=[kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached_gaussian],
+    )
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Dict) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class Checkpointer:
+    """Saves and restores the model, optimizer, LR scheduler, loss scaler, iteration and RNGs.
+
+    Files go to ``output_dir``; ``last_checkpoint`` there names the newest. Each file is written
+    to a temporary name and renamed, so a run killed mid-write leaves the previous one intact.
+    Only the main process writes.
+    """
+
+    def __init__(self, output_dir: str, *, model: nn.Module, metadata: Optional[Dict] = None, **trainables):
+        self.output_dir = output_dir
+        self.model = model
+        self.metadata = dict(metadata or {})
+        self.trainables = {k: v for k, v in trainables.items() if v is not None}
+
+    def save(self, name: str, *, iteration: int) -> str:
+        """Write ``<output_dir>/<name>.pth`` for resuming at ``iteration``; return its path."""
+        path = os.path.join(self.output_dir, f"{name}.pth")
+        if comm.is_main_process():
+            state = dict(
+                model=_unwrap(self.model).state_dict(),
+                iteration=iteration,
+                rng=get_rng_states(),
+                metadata=self.metadata,
+            )
+            state.update({k: v.state_dict() for k, v in self.trainables.items()})
+            atomic_save(state, path)
+            atomic_write_text(os.path.basename(path), os.path.join(self.output_dir, LAST_CHECKPOINT))
+            logger.info("saved %s (next iteration %d)", path, iteration)
+        comm.synchronize()
+        return path
+
+    def last_checkpoint(self) -> Optional[str]:
+        marker = os.path.join(self.output_dir, LAST_CHECKPOINT)
+        if not os.path.isfile(marker):
+            return None
+        with open(marker) as f:
+            return os.path.join(self.output_dir, f.read().strip())
+
+    def resume(self) -> Optional[Dict]:
+        """Restore the last checkpoint. Return ``{"iteration": the one to continue at,
+        "metadata": as saved}``, or None if there is none (the run then starts fresh)."""
+        path = self.last_checkpoint()
+        if path is None:
+            logger.info("--resume: no checkpoint in %s; starting from scratch", self.output_dir)
+            return None
+        state = load_torch_file(path)
+        _unwrap(self.model).load_state_dict(state["model"])
+        for key, trainable in self.trainables.items():
+            trainable.load_state_dict(state[key])
+        set_rng_states(state["rng"])
+        self.metadata = dict(state["metadata"])
+        logger.info("resumed from %s at iteration %d", path, state["iteration"])
+        return dict(iteration=state["iteration"], metadata=state["metadata"])
+
+    def load_weights(self, path: str) -> None:
+        """Load the ``model`` entry of a checkpoint of this package into the model, strictly."""
+        state = load_torch_file(path)
+        weights = state.get("model", state) if isinstance(state, dict) else state
+        try:
+            incompatible = _unwrap(self.model).load_state_dict(weights, strict=False)
+        except RuntimeError as e:  # shape mismatches: torch names each key with both shapes
+            raise ValueError(f"{path}: does not fit the model: {e}") from None
+        if incompatible.missing_keys or incompatible.unexpected_keys:
+            raise ValueError(
+                f"{path}: does not fit the model: missing {incompatible.missing_keys[:10]} "
+                f"({len(incompatible.missing_keys)} in all), unused {incompatible.unexpected_keys[:10]} "
+                f"({len(incompatible.unexpected_keys)} in all)"
+            )
+        logger.info("loaded weights from %s", path)

@@ -1,0 +1,34 @@
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpointer
+from ..data.image_io import read_image
+from ..modeling import build_model
+
+__all__ = ["Predictor"]
+
+
+class Predictor:
+    """A trained model that takes image files: ``predictor(path)`` returns the image as RGB
+    uint8 (H, W, 3) for drawing and the model's detections in its pixels.
+
+    Args:
+        cfg: the config the model was trained with (INPUT.FORMAT decides what it sees).
+        weights: a checkpoint of this package (its "model" entry is loaded strictly).
+    """
+
+    def __init__(self, cfg, weights: str):
+        self.cfg = cfg
+        self.model = build_model(cfg).eval()
+        Checkpointer("", model=self.model).load_weights(weights)
+        self.device = torch.device(cfg.MODEL.DEVICE)
+
+    def __call__(self, path: str) -> Tuple[np.ndarray, Dict[str, torch.Tensor]]:
+        image = read_image(path, self.cfg.INPUT.FORMAT)
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
+        with torch.no_grad():
+            (detections,) = self.model([tensor])
+        rgb = np.clip(read_image(path, "RGB"), 0, 255).round().astype(np.uint8)
+        return rgb, {k: v.cpu() for k, v in detections.items()}

@@ -1,0 +1,153 @@
+"""Whole runs: training with evaluation, or evaluation alone, from a config."""
+import logging
+import os
+import random
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import Checkpointer
+from ..data.build import build_test_loader, build_train_loader
+from ..data.catalog import get_dataset_spec
+from ..evaluation.coco import COCOEvaluator
+from ..evaluation.inference import inference_on_dataset
+from ..modeling import build_model
+from ..utils import comm
+from .events import MetricsWriter
+from .solver import build_lr_scheduler, build_optimizer
+from .trainer import Trainer
+
+__all__ = ["run_training", "run_evaluation", "amp_dtype_from_cfg"]
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def amp_dtype_from_cfg(cfg) -> Optional[torch.dtype]:
+    """The autocast dtype of SOLVER.AMP, or None when it is off."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return None
+    if cfg.SOLVER.AMP.DTYPE not in AMP_DTYPES:
+        raise ValueError(f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r}: expected one of {sorted(AMP_DTYPES)}")
+    dtype = AMP_DTYPES[cfg.SOLVER.AMP.DTYPE]
+    if dtype == torch.float16 and torch.device(cfg.MODEL.DEVICE).type != "cuda":
+        raise ValueError("SOLVER.AMP.DTYPE='float16' needs MODEL.DEVICE 'cuda'; use 'bfloat16' on the CPU")
+    return dtype
+
+
+def _gradient_clipper(cfg):
+    c = cfg.SOLVER.CLIP_GRADIENTS
+    if not c.ENABLED:
+        return None
+    if c.CLIP_TYPE == "value":
+        return lambda params: torch.nn.utils.clip_grad_value_(params, c.CLIP_VALUE)
+    if c.CLIP_TYPE == "norm":
+        return lambda params: torch.nn.utils.clip_grad_norm_(params, c.CLIP_VALUE, c.NORM_TYPE)
+    raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE={c.CLIP_TYPE!r}: expected 'value' or 'norm'")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _resolve_seed(cfg) -> int:
+    """SEED, or one drawn on the main process and shared, so all processes read the same data."""
+    seed = cfg.SEED if cfg.SEED >= 0 else int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
+    return comm.all_gather(seed)[0]
+
+
+def run_evaluation(cfg, model: nn.Module) -> Dict[str, Dict]:
+    """COCO box (and mask) AP of ``model`` on each of DATASETS.TEST; results by dataset name.
+
+    Each dataset's files go to ``OUTPUT_DIR/inference/<name>/`` when several are evaluated, to
+    ``OUTPUT_DIR/inference/`` for a single one.
+    """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    results = {}
+    for name in cfg.DATASETS.TEST:
+        loader, dataset = build_test_loader(cfg, name)
+        json_file, _ = get_dataset_spec(name, "DATASETS.TEST").locate()
+        output_dir = cfg.OUTPUT_DIR if len(cfg.DATASETS.TEST) == 1 else os.path.join(cfg.OUTPUT_DIR, name)
+        evaluator = COCOEvaluator(
+            json_file,
+            category_ids=dataset.category_ids,
+            class_names=dataset.thing_classes,
+            output_dir=output_dir,
+            backend=cfg.TEST.EVALUATOR_BACKEND,
+        )
+        results[name] = inference_on_dataset(model, loader, evaluator)
+        if comm.is_main_process():
+            summary = ", ".join(
+                f"{'box' if task == 'bbox' else 'mask'} AP {metrics['AP']:.1f}" for task, metrics in results[name].items()
+            )
+            logger.info("%s: %s", name, summary)
+    return results
+
+
+def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
+    """Train as ``cfg`` says, evaluating on DATASETS.TEST along the way and at the end.
+
+    With ``resume``, continue from the last checkpoint in OUTPUT_DIR, restoring the model,
+    optimizer, schedule, iteration, data order and RNGs; without one, start fresh (and say so).
+    """
+    amp_dtype = amp_dtype_from_cfg(cfg)
+    seed = _resolve_seed(cfg)
+    _seed_everything(seed)  # before building, so a fresh model's initialization follows SEED
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    grad_scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    checkpointer = Checkpointer(
+        cfg.OUTPUT_DIR,
+        model=model,
+        metadata=dict(seed=seed),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        grad_scaler=grad_scaler,
+    )
+    state = checkpointer.resume() if resume else None
+    if state is not None:
+        start_iter, seed = state["iteration"], state["metadata"]["seed"]
+    else:
+        start_iter = 0
+        if cfg.MODEL.WEIGHTS:
+            checkpointer.load_weights(cfg.MODEL.WEIGHTS)
+    if comm.is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
+    logger.info("seed %d", seed)
+
+    train_model = model
+    if comm.get_world_size() > 1:
+        device_ids = [torch.cuda.current_device()] if torch.device(cfg.MODEL.DEVICE).type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    trainer = Trainer(
+        model=train_model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data_loader=build_train_loader(cfg, seed=seed, start_iter=start_iter),
+        checkpointer=checkpointer,
+        metrics=MetricsWriter(cfg.OUTPUT_DIR if comm.is_main_process() else None, max_iter=cfg.SOLVER.MAX_ITER),
+        max_iter=cfg.SOLVER.MAX_ITER,
+        checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
+        log_period=cfg.SOLVER.LOG_PERIOD,
+        eval_period=cfg.TEST.EVAL_PERIOD,
+        evaluate=(lambda: run_evaluation(cfg, model)) if cfg.DATASETS.TEST else None,
+        amp_dtype=amp_dtype,
+        clip_gradients=_gradient_clipper(cfg),
+        grad_scaler=grad_scaler,
+    )
+    try:
+        if start_iter >= cfg.SOLVER.MAX_ITER:
+            logger.info("the checkpoint is at SOLVER.MAX_ITER=%d already; evaluating only", cfg.SOLVER.MAX_ITER)
+            return run_evaluation(cfg, model) if cfg.DATASETS.TEST else {}
+        return trainer.train(start_iter)
+    finally:
+        trainer.metrics.close()

@@ -1,0 +1,162 @@
+"""Training runs on a few tiny images: resume, NaN handling, and DDP equivalence."""
+import json
+import logging
+import os
+
+import pytest
+import torch
+
+from gn_detection import build_model, get_cfg
+from gn_detection.checkpoint import load_torch_file
+from gn_detection.data.catalog import DATASET_REGISTRY, register_coco_instances
+from gn_detection.engine.launch import launch
+from gn_detection.engine.runner import run_training
+from gn_detection.engine.trainer import Trainer
+from gn_detection.modeling import MaskRCNN
+from tests.conftest import TINY_CONFIG, make_sample, write_coco_dataset
+
+
+def register_once(name, json_file, image_root):
+    if name not in DATASET_REGISTRY:
+        register_coco_instances(name, json_file, image_root)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_set")
+    samples = [make_sample(96 + 8 * (i % 3), 128, 2 + i % 2, 3, seed=i) for i in range(6)]
+    json_file = write_coco_dataset(root, samples)
+    register_once("trainer_test_set", json_file, str(root))
+    return "trainer_test_set"
+
+
+def train_cfg(tiny_dataset, output_dir, **overrides):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(TINY_CONFIG))
+    cfg.merge_from_list(
+        [
+            "DATASETS.TRAIN", f"('{tiny_dataset}',)",
+            "DATALOADER.NUM_WORKERS", "0",
+            "SOLVER.MAX_ITER", "6",
+            "SOLVER.WARMUP_ITERS", "2",
+            "SOLVER.STEPS", "(4,)",
+            "SOLVER.CHECKPOINT_PERIOD", "3",
+            "SOLVER.LOG_PERIOD", "1",
+            "SEED", "7",
+            "OUTPUT_DIR", str(output_dir),
+        ]
+    )
+    for key, value in overrides.items():
+        cfg.merge_from_list([key, value])
+    return cfg
+
+
+def losses_by_iteration(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        rows = [json.loads(line) for line in f]
+    return {row["iteration"]: row["total_loss"] for row in rows}  # a rerun iteration: the last
+
+
+def final_weights(output_dir):
+    return load_torch_file(os.path.join(output_dir, "model_final.pth"))["model"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monkeypatch):
+    run_training(train_cfg(tiny_dataset, tmp_path / "straight"))
+
+    original_step = Trainer.run_step
+
+    def killed_at_iteration_4(self, iteration, batch):
+        if iteration == 4:
+            raise Interrupt()
+        return original_step(self, iteration, batch)
+
+    monkeypatch.setattr(Trainer, "run_step", killed_at_iteration_4)
+    with pytest.raises(Interrupt):
+        run_training(train_cfg(tiny_dataset, tmp_path / "resumed"))
+    assert (tmp_path / "resumed" / "last_checkpoint").read_text() == "model_0000003.pth"
+    monkeypatch.setattr(Trainer, "run_step", original_step)
+    run_training(train_cfg(tiny_dataset, tmp_path / "resumed"), resume=True)
+
+    straight, resumed = losses_by_iteration(tmp_path / "straight"), losses_by_iteration(tmp_path / "resumed")
+    assert sorted(straight) == list(range(6))
+    for iteration in range(6):
+        assert resumed[iteration] == pytest.approx(straight[iteration], rel=1e-5, abs=1e-6)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_without_a_checkpoint_starts_fresh_and_says_so(tiny_dataset, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gn_detection")
+    run_training(train_cfg(tiny_dataset, tmp_path, **{"SOLVER.MAX_ITER": "1", "SOLVER.STEPS": "()", "SOLVER.WARMUP_ITERS": "0"}), resume=True)
+    assert "no checkpoint in" in caplog.text and "starting from scratch" in caplog.text
+    assert (tmp_path / "model_final.pth").exists()
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    original_forward = MaskRCNN.forward
+    calls = {"training": 0}
+
+    def nan_on_fifth_step(self, images, targets=None):
+        out = original_forward(self, images, targets)
+        if self.training:
+            calls["training"] += 1
+            if calls["training"] == 5:
+                out["loss_mask"] = out["loss_mask"] * float("nan")
+        return out
+
+    monkeypatch.setattr(MaskRCNN, "forward", nan_on_fifth_step)
+    with pytest.raises(FloatingPointError) as error:
+        run_training(train_cfg(tiny_dataset, tmp_path))
+    message = str(error.value)
+    assert "iteration 4" in message and "loss_mask=nan" in message and "loss_classifier=" in message
+    assert "model_0000003.pth" in message
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
+    assert not (tmp_path / "model_final.pth").exists()
+    state = load_torch_file(str(tmp_path / "model_0000003.pth"))
+    assert state["iteration"] == 3 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+# Every candidate anchor and RoI is sampled and nothing is suppressed or ignored, so each image
+# contributes the same number of loss terms and per-process means average to the global mean.
+EXACT_SAMPLING = {
+    "INPUT.RANDOM_FLIP": "none",
+    "INPUT.MIN_SIZE_TRAIN": "(96,)",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": "1000000",
+    "MODEL.RPN.POSITIVE_FRACTION": "1.0",
+    "MODEL.RPN.IOU_THRESHOLDS": "[0.5, 0.5]",
+    "MODEL.RPN.NMS_THRESH": "1.0",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": "1000000",
+    "MODEL.ROI_HEADS.POSITIVE_FRACTION": "1.0",
+    # Only the ground-truth boxes added to the proposals reach IoU 1: a fixed number of positives.
+    "MODEL.ROI_HEADS.IOU_THRESHOLDS": "[1.0]",
+    "SOLVER.MAX_ITER": "3",
+    "SOLVER.STEPS": "()",
+    "SOLVER.WARMUP_ITERS": "0",
+    "SOLVER.CHECKPOINT_PERIOD": "100",
+}
+
+
+def _ddp_main(json_file, image_root, output_dir):
+    register_once("ddp_test_set", json_file, image_root)
+    run_training(train_cfg("ddp_test_set", output_dir, **EXACT_SAMPLING))
+
+
+def test_two_processes_of_one_image_match_one_process_of_two(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    # Equal sizes and instance counts: the per-image loss terms are equally many.
+    json_file = write_coco_dataset(root, [make_sample(96, 128, 2, 3, seed=10 + i) for i in range(4)])
+    launch(_ddp_main, 1, args=(json_file, str(root), str(tmp_path / "one")))
+    launch(_ddp_main, 2, args=(json_file, str(root), str(tmp_path / "two")))
+    one, two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    torch.manual_seed(7)  # SEED: the initialization both runs started from
+    initial = build_model(train_cfg("ddp_test_set", tmp_path, **EXACT_SAMPLING)).state_dict()
+    assert not torch.equal(one["roi_heads.box_head.conv1.weight"], initial["roi_heads.box_head.conv1.weight"])
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
