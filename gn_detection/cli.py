@@ -1,16 +1,21 @@
 """``gn-detect``: the command line. Each subcommand is a function here; tools/ only calls them."""
 import argparse
+import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
 from typing import List, Optional
 
+import numpy as np
 import torch
 
 from .config import ConfigError, get_cfg
 from .layers import is_norm
 from .modeling import build_model
+from .utils import comm
+from .utils.logger import setup_logging
 from .utils.registry import UnknownNameError
 
 __all__ = ["main", "setup_cfg"]
@@ -19,12 +24,16 @@ logger = logging.getLogger("gn_detection")
 
 
 def setup_cfg(config_file: str, opts: List[str]):
-    """The defaults, then ``config_file`` (with its ``_BASE_`` chain), then KEY VALUE overrides."""
+    """The defaults, then ``config_file`` (with its ``_BASE_`` chain), then KEY VALUE overrides;
+    the datasets of DATASETS.COCO_INSTANCES are registered."""
+    from .data.catalog import register_datasets_from_cfg
+
     cfg = get_cfg()
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(opts)
     cfg.freeze()
+    register_datasets_from_cfg(cfg)
     return cfg
 
 
@@ -89,6 +98,112 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _train_main(cfg, resume: bool, eval_only: bool) -> None:
+    """Runs in every process of the job (see engine.launch)."""
+    from .checkpoint import Checkpointer
+    from .engine.runner import run_evaluation, run_training
+
+    from .data.catalog import register_datasets_from_cfg
+
+    setup_logging(cfg.OUTPUT_DIR, comm.get_rank())
+    register_datasets_from_cfg(cfg)  # again: a spawned process starts with an empty registry
+    if eval_only:
+        model = build_model(cfg)
+        weights = cfg.MODEL.WEIGHTS or Checkpointer(cfg.OUTPUT_DIR, model=model).last_checkpoint()
+        if not weights:
+            raise ValueError(f"--eval-only needs MODEL.WEIGHTS or a checkpoint in OUTPUT_DIR={cfg.OUTPUT_DIR}")
+        Checkpointer(cfg.OUTPUT_DIR, model=model).load_weights(weights)
+        results = run_evaluation(cfg, model)
+    else:
+        results = run_training(cfg, resume=resume)
+    if comm.is_main_process() and results:
+        print(json.dumps(_ap_summary(results), indent=1))
+
+
+def _ap_summary(results: dict) -> dict:
+    return {
+        name: {task: {k: round(v, 2) for k, v in metrics.items() if not k.startswith("AP-")} for task, metrics in tasks.items()}
+        for name, tasks in results.items()
+    }
+
+
+def cmd_train(args) -> int:
+    """Train a config's model (DATASETS.TRAIN), evaluating on DATASETS.TEST; or evaluate only."""
+    cfg = setup_cfg(args.config_file, args.opts)
+    from .engine.launch import launch
+
+    launch(_train_main, args.num_gpus, args=(cfg, args.resume, args.eval_only))
+    return 0
+
+
+def _class_names(cfg) -> List[str]:
+    from .data.build import load_datasets
+
+    for key in ("DATASETS.TEST", "DATASETS.TRAIN"):
+        names = cfg.DATASETS.TEST if key == "DATASETS.TEST" else cfg.DATASETS.TRAIN
+        if names:
+            return load_datasets(names[:1], filter_empty=False, key=key).thing_classes
+    return [f"class {k}" for k in range(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)]
+
+
+def _read_rgb_uint8(path: str) -> np.ndarray:
+    from .data.image_io import read_image
+
+    return np.clip(read_image(path, "RGB"), 0, 255).round().astype(np.uint8)
+
+
+def cmd_visualize(args) -> int:
+    """Draw a model's detections on images, or a dataset's ground truth, as PNGs."""
+    from .data.build import load_datasets
+    from .data.coco import segmentation_to_mask
+    from .engine.predictor import Predictor
+    from .utils.visualizer import draw_instances, save_png
+
+    cfg = setup_cfg(args.config_file, args.opts)
+    if args.dataset:
+        dataset = load_datasets([args.dataset], filter_empty=False, key="--dataset")
+        for record in dataset.records[: args.num_images]:
+            annotations = record["annotations"]
+            masks = [segmentation_to_mask(a["segmentation"], record["height"], record["width"]) for a in annotations]
+            drawn = draw_instances(
+                _read_rgb_uint8(record["file_name"]),
+                boxes=np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4),
+                labels=np.array([a["category_id"] for a in annotations], dtype=np.int64),
+                class_names=dataset.thing_classes,
+                masks=np.stack(masks) if masks else None,
+            )
+            path = os.path.join(args.output, f"gt_{record['image_id']}.png")
+            save_png(drawn, path)
+            logger.info("wrote %s (%d annotations)", path, len(annotations))
+        return 0
+    if not args.weights or not args.input:
+        raise ValueError("visualize needs --weights and --input, or --dataset")
+    predictor = Predictor(cfg, args.weights)
+    class_names = _class_names(cfg)
+    for image_path in args.input:
+        image, detections = predictor(image_path)
+        keep = detections["scores"] >= args.confidence_threshold
+        drawn = draw_instances(
+            image,
+            boxes=detections["boxes"][keep],
+            labels=detections["labels"][keep],
+            scores=detections["scores"][keep],
+            masks=detections["masks"][keep] if "masks" in detections else None,
+            class_names=class_names,
+        )
+        path = os.path.join(args.output, os.path.splitext(os.path.basename(image_path))[0] + ".png")
+        save_png(drawn, path)
+        logger.info("wrote %s (%d detections at score >= %.2f)", path, int(keep.sum()), args.confidence_threshold)
+    return 0
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config-file", required=True, metavar="CFG", help="YAML config (may use _BASE_)")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, e.g. SOLVER.MAX_ITER 1000"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gn-detect", description="Mask R-CNN with Group Normalization.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,24 +213,62 @@ def _parser() -> argparse.ArgumentParser:
         help="build a config's model and run one forward pass on a synthetic image",
         description=cmd_build.__doc__,
     )
-    build.add_argument("--config-file", required=True, metavar="CFG", help="YAML config (may use _BASE_)")
     build.add_argument(
         "--image-size", type=int, default=0, metavar="S",
         help="run on an SxS image, with the INPUT sizes set to S (default: INPUT.MIN_SIZE_TEST, unchanged)",
     )
-    build.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    _add_config_arguments(build)
     build.set_defaults(func=cmd_build)
+
+    train = commands.add_parser(
+        "train",
+        help="train and evaluate (COCO box and mask AP)",
+        description=cmd_train.__doc__
+        + " Checkpoints, metrics.json, TensorBoard events, log.txt and inference/results.json go to OUTPUT_DIR.",
+    )
+    train.add_argument(
+        "--resume", action="store_true",
+        help="continue from OUTPUT_DIR/last_checkpoint (model, optimizer, schedule, data order, RNGs); "
+        "starts fresh, and says so, when there is none",
+    )
+    train.add_argument(
+        "--eval-only", action="store_true",
+        help="evaluate MODEL.WEIGHTS (or the last checkpoint in OUTPUT_DIR) on DATASETS.TEST; no training",
+    )
+    train.add_argument(
+        "--num-gpus", type=int, default=1, metavar="N",
+        help="processes on this machine, one per GPU (on a machine without GPUs: CPU processes with gloo). "
+        "Under torchrun this is ignored and torchrun's processes are used",
+    )
+    _add_config_arguments(train)
+    train.set_defaults(func=cmd_train)
+
+    visualize = commands.add_parser(
+        "visualize",
+        help="draw detections (or a dataset's ground truth) as PNGs",
+        description=cmd_visualize.__doc__,
+    )
+    visualize.add_argument("--weights", metavar="W", help="checkpoint to draw the detections of")
+    visualize.add_argument("--input", nargs="+", metavar="IMG", help="image files")
+    visualize.add_argument("--output", required=True, metavar="DIR", help="folder for the PNGs")
+    visualize.add_argument(
+        "--confidence-threshold", type=float, default=0.5, metavar="T", help="draw detections scoring at least T"
+    )
+    visualize.add_argument("--dataset", metavar="NAME", help="draw this registered dataset's ground truth instead")
+    visualize.add_argument("--num-images", type=int, default=10, metavar="N", help="with --dataset: how many images")
+    _add_config_arguments(visualize)
+    visualize.set_defaults(func=cmd_visualize)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     try:
         return args.func(args)
     except ConfigError as e:  # its message names the file or the override already
         return _fail(args, str(e))
-    except (UnknownNameError, ValueError, TypeError) as e:
+    except (UnknownNameError, ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
         return _fail(args, f"{args.config_file}: {e}")
 
 

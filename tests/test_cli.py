@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -29,3 +30,54 @@ def test_tools_script_calls_the_cli():
         cwd=TINY_CONFIG.parents[2],
     )
     assert result.returncode == 2 and "configs/missing.yaml: no such config file" in result.stderr
+
+
+def test_train_then_eval_only_then_visualize(tmp_path):
+    from tests.conftest import make_sample, write_coco_dataset
+
+    data = tmp_path / "data"
+    data.mkdir()
+    json_file = write_coco_dataset(data, [make_sample(96, 128, 2, 3, seed=i) for i in range(4)])
+    output = tmp_path / "run"
+    opts = [
+        "DATASETS.COCO_INSTANCES", f"[['cli_set', '{json_file}', '{data}']]",
+        "DATASETS.TRAIN", "('cli_set',)",
+        "DATASETS.TEST", "('cli_set',)",
+        "DATALOADER.NUM_WORKERS", "0",
+        "SOLVER.MAX_ITER", "3",
+        "SOLVER.STEPS", "()",
+        "SOLVER.WARMUP_ITERS", "1",
+        "OUTPUT_DIR", str(output),
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    ]
+    assert main(["train", "--config-file", str(TINY_CONFIG), *opts]) == 0
+    for name in ("model_final.pth", "last_checkpoint", "metrics.json", "config.yaml", "log.txt"):
+        assert (output / name).exists()
+    results_file = output / "inference" / "results.json"
+    first = json.loads(results_file.read_text())
+    assert set(first) == {"bbox", "segm"} and 0 <= first["bbox"]["AP"] <= 100
+
+    results_file.unlink()
+    assert main(["train", "--config-file", str(TINY_CONFIG), "--eval-only", *opts]) == 0
+    assert json.loads(results_file.read_text()) == first
+    assert (output / "inference" / "coco_instances_results.json").exists()
+
+    assert main(
+        ["visualize", "--config-file", str(TINY_CONFIG), "--weights", str(output / "model_final.pth"),
+         "--input", str(data / "0001.png"), "--output", str(tmp_path / "vis"), "--confidence-threshold", "0", *opts]
+    ) == 0
+    assert main(
+        ["visualize", "--config-file", str(TINY_CONFIG), "--dataset", "cli_set", "--num-images", "2",
+         "--output", str(tmp_path / "gt"), *opts]
+    ) == 0
+    from PIL import Image
+
+    assert Image.open(tmp_path / "vis" / "0001.png").size == (128, 96)
+    assert sorted(p.name for p in (tmp_path / "gt").iterdir()) == ["gt_1.png", "gt_2.png"]
+
+
+def test_unregistered_dataset_is_named(capsys, tmp_path):
+    code = main(["train", "--config-file", str(TINY_CONFIG), "DATASETS.TRAIN", "('nope',)", "OUTPUT_DIR", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "DATASETS.TRAIN='nope' is not in the DATASET registry" in err and "shapes_train" in err
