@@ -52,13 +52,17 @@ def _synthetic_sample(size: int, num_classes: int):
     return image, target
 
 
+def _input_size_opts(size: int) -> List[str]:
+    """Overrides that make the model take S x S images as they are, without resizing."""
+    return [
+        "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MAX_SIZE_TRAIN", str(size),
+        "INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size),
+    ]
+
+
 def cmd_build(args) -> int:
     """Build the model, summarize it, and run one training and one inference forward pass."""
-    opts = list(args.opts)
-    if args.image_size:
-        s = args.image_size
-        opts += ["INPUT.MIN_SIZE_TRAIN", f"({s},)", "INPUT.MAX_SIZE_TRAIN", str(s)]
-        opts += ["INPUT.MIN_SIZE_TEST", str(s), "INPUT.MAX_SIZE_TEST", str(s)]
+    opts = list(args.opts) + (_input_size_opts(args.image_size) if args.image_size else [])
     cfg = setup_cfg(args.config_file, opts)
     model = build_model(cfg)
     params = list(model.parameters())
@@ -153,47 +157,97 @@ def _read_rgb_uint8(path: str) -> np.ndarray:
 
 
 def cmd_visualize(args) -> int:
-    """Draw a model's detections on images, or a dataset's ground truth, as PNGs."""
+    """Draw a model's detections (--weights) or a dataset's ground truth as PNGs."""
     from .data.build import load_datasets
     from .data.coco import segmentation_to_mask
     from .engine.predictor import Predictor
     from .utils.visualizer import draw_instances, save_png
 
     cfg = setup_cfg(args.config_file, args.opts)
+    if bool(args.input) == bool(args.dataset):
+        raise ValueError("visualize takes either --input IMG... or --dataset NAME")
+    if args.input and not args.weights:
+        raise ValueError("--input needs --weights: which model's detections to draw")
     if args.dataset:
         dataset = load_datasets([args.dataset], filter_empty=False, key="--dataset")
-        for record in dataset.records[: args.num_images]:
-            annotations = record["annotations"]
-            masks = [segmentation_to_mask(a["segmentation"], record["height"], record["width"]) for a in annotations]
+        records, class_names = dataset.records[: args.num_images], dataset.thing_classes
+        paths = [r["file_name"] for r in records]
+    else:
+        records, class_names, paths = None, _class_names(cfg), args.input
+
+    if args.weights:
+        predictor = Predictor(cfg, args.weights)
+        for path in paths:
+            image, detections = predictor(path)
+            keep = detections["scores"] >= args.confidence_threshold
             drawn = draw_instances(
-                _read_rgb_uint8(record["file_name"]),
-                boxes=np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4),
-                labels=np.array([a["category_id"] for a in annotations], dtype=np.int64),
-                class_names=dataset.thing_classes,
-                masks=np.stack(masks) if masks else None,
+                image,
+                boxes=detections["boxes"][keep],
+                labels=detections["labels"][keep],
+                scores=detections["scores"][keep],
+                masks=detections["masks"][keep] if "masks" in detections else None,
+                class_names=class_names,
             )
-            path = os.path.join(args.output, f"gt_{record['image_id']}.png")
-            save_png(drawn, path)
-            logger.info("wrote %s (%d annotations)", path, len(annotations))
+            out = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png")
+            save_png(drawn, out)
+            logger.info("wrote %s (%d detections scoring >= %.2f)", out, int(keep.sum()), args.confidence_threshold)
         return 0
-    if not args.weights or not args.input:
-        raise ValueError("visualize needs --weights and --input, or --dataset")
-    predictor = Predictor(cfg, args.weights)
-    class_names = _class_names(cfg)
-    for image_path in args.input:
-        image, detections = predictor(image_path)
-        keep = detections["scores"] >= args.confidence_threshold
+
+    for record in records:
+        annotations = record["annotations"]
+        masks = [segmentation_to_mask(a["segmentation"], record["height"], record["width"]) for a in annotations]
         drawn = draw_instances(
-            image,
-            boxes=detections["boxes"][keep],
-            labels=detections["labels"][keep],
-            scores=detections["scores"][keep],
-            masks=detections["masks"][keep] if "masks" in detections else None,
+            _read_rgb_uint8(record["file_name"]),
+            boxes=np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4),
+            labels=np.array([a["category_id"] for a in annotations], dtype=np.int64),
             class_names=class_names,
+            masks=np.stack(masks) if masks else None,
         )
-        path = os.path.join(args.output, os.path.splitext(os.path.basename(image_path))[0] + ".png")
-        save_png(drawn, path)
-        logger.info("wrote %s (%d detections at score >= %.2f)", path, int(keep.sum()), args.confidence_threshold)
+        out = os.path.join(args.output, f"gt_{record['image_id']}.png")
+        save_png(drawn, out)
+        logger.info("wrote %s (%d annotations)", out, len(annotations))
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    """Time training steps and inference of a config, and of others side by side with it."""
+    import platform
+
+    from .engine.benchmark import benchmark
+
+    opts = list(args.opts) + _input_size_opts(args.size)
+    cfgs = {path: setup_cfg(path, opts) for path in [args.config_file, *(args.vs or [])]}
+    results = benchmark(cfgs, size=args.size, batch=args.batch, iters=args.iters, warmup=args.warmup)
+    first = results[args.config_file]
+    ratios = {
+        name: dict(
+            train_step=r["train_step_s"] / first["train_step_s"],
+            inference=r["inference_s_per_image"] / first["inference_s_per_image"],
+        )
+        for name, r in results.items()
+    }
+    lines = [f"{'config':60s} {'train s/step':>12s} {'infer s/img':>12s} {'train ratio':>12s} {'infer ratio':>12s}"]
+    lines += [
+        f"{n:60s} {r['train_step_s']:12.3f} {r['inference_s_per_image']:12.3f} "
+        f"{ratios[n]['train_step']:12.3f} {ratios[n]['inference']:12.3f}"
+        for n, r in results.items()
+    ]
+    lines.append("ratios are to the first config, measured interleaved in this process")
+    report = dict(
+        machine=platform.processor() or platform.machine(),
+        device=str(cfgs[args.config_file].MODEL.DEVICE),
+        size=args.size,
+        batch=args.batch,
+        iters=args.iters,
+        torch_threads=torch.get_num_threads(),
+        results=results,
+        ratios_to_first=ratios,
+    )
+    print("\n".join(lines))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
     return 0
 
 
@@ -248,16 +302,35 @@ def _parser() -> argparse.ArgumentParser:
         help="draw detections (or a dataset's ground truth) as PNGs",
         description=cmd_visualize.__doc__,
     )
-    visualize.add_argument("--weights", metavar="W", help="checkpoint to draw the detections of")
+    visualize.add_argument(
+        "--weights", metavar="W", help="checkpoint whose detections to draw; without it, --dataset's ground truth"
+    )
     visualize.add_argument("--input", nargs="+", metavar="IMG", help="image files")
+    visualize.add_argument("--dataset", metavar="NAME", help="a registered dataset's images instead of --input")
+    visualize.add_argument("--num-images", type=int, default=10, metavar="N", help="with --dataset: its first N images")
     visualize.add_argument("--output", required=True, metavar="DIR", help="folder for the PNGs")
     visualize.add_argument(
         "--confidence-threshold", type=float, default=0.5, metavar="T", help="draw detections scoring at least T"
     )
-    visualize.add_argument("--dataset", metavar="NAME", help="draw this registered dataset's ground truth instead")
-    visualize.add_argument("--num-images", type=int, default=10, metavar="N", help="with --dataset: how many images")
     _add_config_arguments(visualize)
     visualize.set_defaults(func=cmd_visualize)
+
+    bench = commands.add_parser(
+        "benchmark",
+        help="median seconds per training step and per inference image, optionally vs a second config",
+        description=cmd_benchmark.__doc__
+        + " Inputs are fixed synthetic S x S images with rectangle instances, fed at that size (the"
+        " INPUT sizes are set to S); the configs run interleaved"
+        " (A B A B ...) after a warm-up, so only their ratio is comparable across machines.",
+    )
+    bench.add_argument("--vs", nargs="+", metavar="CFG2", help="configs to measure side by side with the first")
+    bench.add_argument("--size", type=int, default=320, metavar="S", help="square input size in pixels (320)")
+    bench.add_argument("--batch", type=int, default=2, metavar="B", help="images per step (2)")
+    bench.add_argument("--iters", type=int, default=5, metavar="N", help="measured steps per config (5)")
+    bench.add_argument("--warmup", type=int, default=2, metavar="W", help="unmeasured steps first (2)")
+    bench.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    _add_config_arguments(bench)
+    bench.set_defaults(func=cmd_benchmark)
     return parser
 
 

@@ -70,10 +70,16 @@ def test_train_then_eval_only_then_visualize(tmp_path):
         ["visualize", "--config-file", str(TINY_CONFIG), "--dataset", "cli_set", "--num-images", "2",
          "--output", str(tmp_path / "gt"), *opts]
     ) == 0
+    assert main(
+        ["visualize", "--config-file", str(TINY_CONFIG), "--dataset", "cli_set", "--num-images", "1",
+         "--weights", str(output / "model_final.pth"), "--output", str(tmp_path / "pred"), *opts]
+    ) == 0
     from PIL import Image
 
     assert Image.open(tmp_path / "vis" / "0001.png").size == (128, 96)
     assert sorted(p.name for p in (tmp_path / "gt").iterdir()) == ["gt_1.png", "gt_2.png"]
+    assert [p.name for p in (tmp_path / "pred").iterdir()] == ["0001.png"]
+    assert main(["visualize", "--config-file", str(TINY_CONFIG), "--input", "x.png", "--output", "o", *opts]) == 2
 
 
 def test_unregistered_dataset_is_named(capsys, tmp_path):
