@@ -11,8 +11,14 @@ $(INSTALLED): setup.py constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+DEFAULT_CONFIG := configs/shapes/scratch_mask_rcnn_R_18_FPN_gn.yaml
+DEFAULT_OUTPUT := output/shapes_gn_scratch
+
+# --resume: a killed run continues where it stopped; a finished one is only evaluated again.
 run: $(INSTALLED)
-	$(VENV)/bin/gn-detect build --config-file configs/COCO-GN/mask_rcnn_R_50_FPN_3x_gn.yaml --image-size 320
+	$(VENV)/bin/gn-detect train --config-file $(DEFAULT_CONFIG) --resume
+	$(VENV)/bin/gn-detect visualize --config-file $(DEFAULT_CONFIG) --weights $(DEFAULT_OUTPUT)/model_final.pth \
+		--dataset shapes_val --num-images 4 --output $(DEFAULT_OUTPUT)/visualize
 
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q tests
