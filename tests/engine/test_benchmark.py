@@ -1,5 +1,7 @@
 import json
 
+import torch
+
 from gn_detection.cli import main
 from gn_detection.engine.benchmark import synthetic_batch
 from tests.conftest import TINY_CONFIG
@@ -28,3 +30,24 @@ def test_synthetic_batch_is_fixed_by_its_seed():
     assert ta["masks"].flatten(1).sum(1).tolist() == [
         int((x1 - x0) * (y1 - y0)) for x0, y0, x1, y1 in ta["boxes"].tolist()
     ]
+
+
+def test_calibrated_frozen_bn_normalizes_its_input(tiny_cfg):
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from gn_detection import build_model
+    from gn_detection.engine.benchmark import calibrate_frozen_batchnorm
+
+    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    model = build_model(tiny_cfg)
+    images, _ = synthetic_batch(2, 64, 3)
+    stem = model.backbone.bottom_up.stem.conv1
+    assert calibrate_frozen_batchnorm(model, images) == sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    # The stem's norm now maps its conv's output on these images to zero mean, unit variance.
+    model.eval()  # calibration saw the images at the test size
+    with torch.no_grad():
+        x = model.transform(images)[0].tensors
+        pre_norm = torch.nn.functional.conv2d(x, stem.weight, stem.bias, stride=2, padding=3)
+        normalized = stem.norm(pre_norm)
+    assert normalized.mean(dim=(0, 2, 3)).abs().max() < 1e-3
+    assert (normalized.var(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
