@@ -209,10 +209,21 @@ def cmd_visualize(args) -> int:
     return 0
 
 
-def cmd_benchmark(args) -> int:
-    """Time training steps and inference of a config, and of others side by side with it."""
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     import platform
 
+    return platform.processor() or platform.machine()
+
+
+def cmd_benchmark(args) -> int:
+    """Time training steps and inference of a config, and of others side by side with it."""
     from .engine.benchmark import benchmark
 
     opts = list(args.opts) + _input_size_opts(args.size)
@@ -233,9 +244,10 @@ def cmd_benchmark(args) -> int:
         for n, r in results.items()
     ]
     lines.append("ratios are to the first config, measured interleaved in this process")
+    device = torch.device(cfgs[args.config_file].MODEL.DEVICE)
     report = dict(
-        machine=platform.processor() or platform.machine(),
-        device=str(cfgs[args.config_file].MODEL.DEVICE),
+        machine=_cpu_name(),
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         size=args.size,
         batch=args.batch,
         iters=args.iters,
