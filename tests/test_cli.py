@@ -49,10 +49,15 @@ def test_train_then_eval_only_then_visualize(tmp_path):
         "SOLVER.WARMUP_ITERS", "1",
         "OUTPUT_DIR", str(output),
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+        "TEST.EVAL_PERIOD", "2",
     ]
     assert main(["train", "--config-file", str(TINY_CONFIG), *opts]) == 0
     for name in ("model_final.pth", "last_checkpoint", "metrics.json", "config.yaml", "log.txt"):
         assert (output / name).exists()
+    assert list(output.glob("events.out.tfevents.*"))
+    log = (output / "log.txt").read_text()
+    assert log.count("cli_set: box AP") == 2  # after iteration 2 (EVAL_PERIOD) and at the end (3)
+    assert "eta" in log and "lr" in log
     results_file = output / "inference" / "results.json"
     first = json.loads(results_file.read_text())
     assert set(first) == {"bbox", "segm"} and 0 <= first["bbox"]["AP"] <= 100

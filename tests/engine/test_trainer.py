@@ -91,6 +91,26 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monke
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("clip_type", ["value", "norm"])
+def test_gradient_clipping(clip_type, tiny_cfg):
+    from gn_detection.engine.runner import _gradient_clipper
+
+    tiny_cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    tiny_cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = clip_type
+    tiny_cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.5
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
+    params[0].grad, params[1].grad = torch.tensor([3.0, -0.2, 0.1]), torch.tensor([0.0, -4.0])
+    _gradient_clipper(tiny_cfg)(params)
+    grads = torch.cat([p.grad for p in params])
+    if clip_type == "value":
+        assert grads.tolist() == pytest.approx([0.5, -0.2, 0.1, 0.0, -0.5])
+    else:
+        assert grads.norm().item() == pytest.approx(0.5, rel=1e-4)
+    tiny_cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "max"
+    with pytest.raises(ValueError, match="CLIP_TYPE='max'"):
+        _gradient_clipper(tiny_cfg)
+
+
 def test_resume_without_a_checkpoint_starts_fresh_and_says_so(tiny_dataset, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="gn_detection")
     run_training(train_cfg(tiny_dataset, tmp_path, **{"SOLVER.MAX_ITER": "1", "SOLVER.STEPS": "()", "SOLVER.WARMUP_ITERS": "0"}), resume=True)
@@ -144,7 +164,7 @@ EXACT_SAMPLING = {
 
 def _ddp_main(json_file, image_root, output_dir):
     register_once("ddp_test_set", json_file, image_root)
-    run_training(train_cfg("ddp_test_set", output_dir, **EXACT_SAMPLING))
+    run_training(train_cfg("ddp_test_set", output_dir, **EXACT_SAMPLING, **{"DATASETS.TEST": "('ddp_test_set',)"}))
 
 
 def test_two_processes_of_one_image_match_one_process_of_two(tmp_path):
@@ -160,3 +180,7 @@ def test_two_processes_of_one_image_match_one_process_of_two(tmp_path):
     assert not torch.equal(one["roi_heads.box_head.conv1.weight"], initial["roi_heads.box_head.conv1.weight"])
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    # Evaluation sharded the 4 test images over the 2 processes and gathered them on the first.
+    detections = json.loads((tmp_path / "two" / "inference" / "coco_instances_results.json").read_text())
+    assert {d["image_id"] for d in detections} == {1, 2, 3, 4}
+    assert (tmp_path / "two" / "inference" / "results.json").exists()
