@@ -1,4 +1,19 @@
 from .checkpointer import Checkpointer
-from .io import atomic_save, atomic_write_text, load_torch_file
+from .io import atomic_save, atomic_write_text, load_pickle_file, load_torch_file, load_weights_file
+from .rename import ConversionReport, Format, convert
+from .weights import convert_checkpoint_file, load_weights, resolve_weights_path
 
-__all__ = ["Checkpointer", "atomic_save", "atomic_write_text", "load_torch_file"]
+__all__ = [
+    "Checkpointer",
+    "ConversionReport",
+    "Format",
+    "atomic_save",
+    "atomic_write_text",
+    "convert",
+    "convert_checkpoint_file",
+    "load_pickle_file",
+    "load_torch_file",
+    "load_weights",
+    "load_weights_file",
+    "resolve_weights_path",
+]

@@ -64,6 +64,7 @@ class Checkpointer:
         path = os.path.join(self.output_dir, f"{name}.pth")
         if comm.is_main_process():
             state = dict(
+                format="gn_detection",
                 model=_unwrap(self.model).state_dict(),
                 iteration=iteration,
                 rng=get_rng_states(),
@@ -98,19 +99,3 @@ class Checkpointer:
         self.metadata = dict(state["metadata"])
         logger.info("resumed from %s at iteration %d", path, state["iteration"])
         return dict(iteration=state["iteration"], metadata=state["metadata"])
-
-    def load_weights(self, path: str) -> None:
-        """Load the ``model`` entry of a checkpoint of this package into the model, strictly."""
-        state = load_torch_file(path)
-        weights = state.get("model", state) if isinstance(state, dict) else state
-        try:
-            incompatible = _unwrap(self.model).load_state_dict(weights, strict=False)
-        except RuntimeError as e:  # shape mismatches: torch names each key with both shapes
-            raise ValueError(f"{path}: does not fit the model: {e}") from None
-        if incompatible.missing_keys or incompatible.unexpected_keys:
-            raise ValueError(
-                f"{path}: does not fit the model: missing {incompatible.missing_keys[:10]} "
-                f"({len(incompatible.missing_keys)} in all), unused {incompatible.unexpected_keys[:10]} "
-                f"({len(incompatible.unexpected_keys)} in all)"
-            )
-        logger.info("loaded weights from %s", path)

@@ -1,0 +1,23 @@
+"""torchvision and timm ResNet names -> gn_detection backbone names. torchvision's BN becomes
+frozen BN (same tensor names); timm's resnet50_gn has GN where torchvision has BN."""
+from ..rename import Format, InputConvention
+
+DROP = (r"^fc\.", r"num_batches_tracked$")
+
+RULES = (
+    (r"^conv1\.", "backbone.bottom_up.stem.conv1."),
+    (r"^bn1\.", "backbone.bottom_up.stem.conv1.norm."),
+    (r"^layer1\.", "backbone.bottom_up.res2."),
+    (r"^layer2\.", "backbone.bottom_up.res3."),
+    (r"^layer3\.", "backbone.bottom_up.res4."),
+    (r"^layer4\.", "backbone.bottom_up.res5."),
+    (r"\.downsample\.0\.", ".shortcut."),
+    (r"\.downsample\.1\.", ".shortcut.norm."),
+    (r"(res\d\.\d+)\.bn(\d)\.", r"\1.conv\2.norm."),
+)
+
+# ImageNet mean and std of RGB pixels in 0-1, scaled to 0-255.
+IMAGENET_RGB = InputConvention("RGB", (123.675, 116.280, 103.530), (58.395, 57.120, 57.375))
+
+TORCHVISION = Format(name="torchvision", rules=RULES, drop=DROP, input=IMAGENET_RGB)
+TIMM = Format(name="timm", rules=RULES, drop=DROP, input=IMAGENET_RGB)

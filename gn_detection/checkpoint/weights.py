@@ -1,0 +1,184 @@
+"""MODEL.WEIGHTS: find the file, recognise its format from its content, convert and load it."""
+import logging
+import os
+import re
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .formats import FORMATS
+from .formats.detectron import MSRA_BN_INPUT
+from .io import atomic_save, load_weights_file
+from .rename import ConversionReport, Format, InputConvention, convert
+
+__all__ = [
+    "GN_DETECTION",
+    "WEIGHT_URL_PREFIXES",
+    "resolve_weights_path",
+    "read_checkpoint",
+    "load_weights",
+    "convert_checkpoint_file",
+]
+
+logger = logging.getLogger(__name__)
+
+# Checkpoints this package wrote: names as they are.
+GN_DETECTION = Format(name="gn_detection", rules=())
+
+# Short names for the well-known files, as detectron2 spells them.
+WEIGHT_URL_PREFIXES = {
+    "detectron://": "https://dl.fbaipublicfiles.com/detectron/",
+    "detectron2://": "https://dl.fbaipublicfiles.com/detectron2/",
+}
+
+STEM_WEIGHT = "backbone.bottom_up.stem.conv1.weight"
+
+
+def resolve_weights_path(path: str) -> str:
+    """A local file for ``path``: a local path as it is; an http(s) URL or a short name
+    (``detectron://ImageNetPretrained/47261647/R-50-GN.pkl``, ``detectron2://...``) downloaded
+    once into iopath's cache, with a progress bar."""
+    for prefix, url in WEIGHT_URL_PREFIXES.items():
+        if path.startswith(prefix):
+            path = url + path[len(prefix):]
+    if path.startswith(("http://", "https://")):
+        from iopath.common.file_io import PathManager, HTTPURLHandler
+
+        manager = PathManager()
+        manager.register_handler(HTTPURLHandler())
+        return manager.get_local_path(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.WEIGHTS={path!r}: no such file")
+    return path
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, (np.ndarray, torch.Tensor))
+
+
+def _detect_format(obj, path: str) -> Tuple[Format, Mapping]:
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
+    if "blobs" in obj and isinstance(obj["blobs"], Mapping):
+        return FORMATS["detectron"], obj["blobs"]
+    if "model" in obj and isinstance(obj["model"], Mapping):
+        if obj.get("format") == GN_DETECTION.name:
+            return GN_DETECTION, obj["model"]
+        obj = obj["model"]
+    keys = [k for k, v in obj.items() if _is_tensor(v)]
+    if any(re.match(r"^(conv1_w|res_conv1_bn_s|res\d_\d+_branch2a_w)$", k) for k in keys):
+        return FORMATS["detectron"], obj
+    if "layer1.0.conv1.weight" in keys:
+        # timm's resnet*_gn has GN, so no running statistics, where torchvision has BN
+        return FORMATS["torchvision" if "bn1.running_mean" in keys else "timm"], obj
+    if any(k.startswith("proposal_generator.") or k in ("pixel_mean", "pixel_std") for k in keys):
+        return FORMATS["detectron2"], obj
+    # detectron2's backbone and head names are ours: without its RPN names, either table fits.
+    if any(k.startswith(("backbone.", "rpn.head.", "roi_heads.")) for k in keys):
+        return GN_DETECTION, obj
+    raise ValueError(
+        f"{path}: cannot tell which format these weights are in (keys like {keys[:5]}); "
+        f"pass the format: one of {sorted(FORMATS) + [GN_DETECTION.name]}"
+    )
+
+
+def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object], Format, Optional[InputConvention]]:
+    """The tensors of the weights file at ``path``, its format, and the input they expect.
+
+    Args:
+        path: a local file (see ``resolve_weights_path`` for URLs and short names).
+        format: "auto" to recognise it from the content, or a format name.
+    """
+    obj = load_weights_file(path)
+    fmt, tensors = _detect_format(obj, path)
+    if format != "auto":
+        known = {**FORMATS, GN_DETECTION.name: GN_DETECTION}
+        if format not in known:
+            raise ValueError(f"--format {format!r}: expected auto or one of {sorted(known)}")
+        fmt = known[format]
+    tensors = {k: v for k, v in tensors.items() if _is_tensor(v)}
+    convention = fmt.input
+    if fmt.name == "detectron" and any(k.endswith("_bn_s") for k in tensors):
+        convention = MSRA_BN_INPUT
+    if fmt is GN_DETECTION and isinstance(obj, Mapping) and "input" in obj:
+        convention = InputConvention(**obj["input"])
+    return tensors, fmt, convention
+
+
+def _adapt_input(
+    converted: Dict[str, torch.Tensor], report: ConversionReport, source: Optional[InputConvention], cfg
+) -> Optional[InputConvention]:
+    """Permute the stem's input channels to INPUT.FORMAT, and check the pixel mean and std."""
+    if source is None or cfg is None or STEM_WEIGHT not in converted:
+        return source
+    wanted = cfg.INPUT.FORMAT
+    mean, std = tuple(source.pixel_mean), tuple(source.pixel_std)
+    if {source.format, wanted} == {"RGB", "BGR"}:
+        converted[STEM_WEIGHT] = converted[STEM_WEIGHT].flip(1)
+        mean, std = mean[::-1], std[::-1]
+        report.notes.append(f"stem conv input channels reversed: weights take {source.format}, INPUT.FORMAT is {wanted}")
+    elif source.format != wanted:
+        report.notes.append(f"weights take {source.format} input but INPUT.FORMAT is {wanted}: not adapted")
+        return source
+    for key, expected in (("PIXEL_MEAN", mean), ("PIXEL_STD", std)):
+        given = tuple(cfg.MODEL[key])
+        if not np.allclose(given, expected, atol=1e-3):
+            report.notes.append(
+                f"MODEL.{key}={list(given)} but these weights were trained with {list(expected)} "
+                f"({wanted} order): set it, or the outputs will differ from the source model's"
+            )
+    return InputConvention(wanted, mean, std)
+
+
+def load_weights(model: nn.Module, path: str, *, cfg=None, format: str = "auto", strict: bool = False) -> ConversionReport:
+    """Convert the weights at ``path`` (file, URL or short name) to ``model`` and load them.
+
+    Every source tensor is loaded, dropped on purpose or reported unused; every model tensor is
+    loaded or reported missing; mismatched shapes are reported with both shapes and not loaded.
+
+    Args:
+        cfg: the model's config, for INPUT.FORMAT and the pixel statistics; None skips that.
+        strict: raise instead of loading when the report lists any problem.
+
+    Raises:
+        ValueError: with ``strict``, listing every problem (and the notes about the input).
+    """
+    local = resolve_weights_path(path)
+    tensors, fmt, source_input = read_checkpoint(local, format)
+    target = model.module.state_dict() if isinstance(model, nn.parallel.DistributedDataParallel) else model.state_dict()
+    converted, report = convert(tensors, fmt, target)
+    _adapt_input(converted, report, source_input, cfg)
+    if strict and (report.problems or any("MODEL.PIXEL" in n for n in report.notes)):
+        raise ValueError(f"{path}: strict loading refused:\n" + "\n".join(report.problems + report.notes))
+    (model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model).load_state_dict(
+        converted, strict=False
+    )
+    log = logger.warning if report.problems else logger.info
+    log("loaded %s\n%s", path, report.summary())
+    return report
+
+
+def convert_checkpoint_file(
+    source: str, destination: str, *, model: Optional[nn.Module] = None, cfg=None, format: str = "auto", strict: bool = False
+) -> ConversionReport:
+    """Write ``source``'s weights in this package's format to ``destination``.
+
+    With ``model`` (built from ``cfg``) the tensors are matched against it and the report is
+    complete; without, only the names are converted.
+    """
+    local = resolve_weights_path(source)
+    tensors, fmt, source_input = read_checkpoint(local, format)
+    target = model.state_dict() if model is not None else None
+    converted, report = convert(tensors, fmt, target)
+    convention = _adapt_input(converted, report, source_input, cfg)
+    if strict and (report.problems or any("MODEL.PIXEL" in n for n in report.notes)):
+        raise ValueError(f"{source}: strict conversion refused:\n" + "\n".join(report.problems + report.notes))
+    payload = dict(model=converted, format=GN_DETECTION.name, source=dict(path=source, format=fmt.name))
+    if convention is not None:
+        payload["input"] = dict(
+            format=convention.format, pixel_mean=list(convention.pixel_mean), pixel_std=list(convention.pixel_std)
+        )
+    atomic_save(payload, destination)
+    return report
