@@ -105,6 +105,7 @@ def cmd_build(args) -> int:
 def _train_main(cfg, resume: bool, eval_only: bool) -> None:
     """Runs in every process of the job (see engine.launch)."""
     from .checkpoint import Checkpointer
+    from .checkpoint.weights import load_weights
     from .engine.runner import run_evaluation, run_training
 
     from .data.catalog import register_datasets_from_cfg
@@ -116,7 +117,7 @@ def _train_main(cfg, resume: bool, eval_only: bool) -> None:
         weights = cfg.MODEL.WEIGHTS or Checkpointer(cfg.OUTPUT_DIR, model=model).last_checkpoint()
         if not weights:
             raise ValueError(f"--eval-only needs MODEL.WEIGHTS or a checkpoint in OUTPUT_DIR={cfg.OUTPUT_DIR}")
-        Checkpointer(cfg.OUTPUT_DIR, model=model).load_weights(weights)
+        load_weights(model, weights, cfg=cfg)
         results = run_evaluation(cfg, model)
     else:
         results = run_training(cfg, resume=resume)
@@ -263,6 +264,23 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    """Convert pretrained weights (Detectron .pkl, detectron2 .pkl/.pth, torchvision or timm
+    ResNets) to this package's format, and print where every tensor went."""
+    from .checkpoint.weights import convert_checkpoint_file
+
+    model = cfg = None
+    if args.config_file:
+        cfg = setup_cfg(args.config_file, args.opts)
+        model = build_model(cfg)
+    report = convert_checkpoint_file(
+        args.source, args.destination, model=model, cfg=cfg, format=args.format, strict=args.strict
+    )
+    print(report.summary(max_items=args.max_items))
+    print(f"wrote {args.destination}")
+    return 0
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-file", required=True, metavar="CFG", help="YAML config (may use _BASE_)")
     parser.add_argument(
@@ -327,6 +345,25 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_arguments(visualize)
     visualize.set_defaults(func=cmd_visualize)
 
+    conv = commands.add_parser(
+        "convert",
+        help="convert Detectron/detectron2/torchvision/timm weights and report where each tensor went",
+        description=cmd_convert.__doc__
+        + " With --config-file the tensors are matched against that config's model: the report then"
+        " lists missing model tensors and shape mismatches too, and the stem is adapted to INPUT.FORMAT.",
+    )
+    conv.add_argument("source", metavar="SRC", help="weights file, http(s) URL, or detectron:// / detectron2:// name")
+    conv.add_argument("destination", metavar="DST", help="where to write the converted checkpoint (.pth)")
+    conv.add_argument(
+        "--format", default="auto",
+        help="source format: auto (from the content), detectron, detectron2, torchvision, timm, gn_detection",
+    )
+    conv.add_argument("--strict", action="store_true", help="fail on any unused, missing or mismatched tensor")
+    conv.add_argument("--max-items", type=int, default=20, metavar="N", help="list at most N entries per section")
+    conv.add_argument("--config-file", metavar="CFG", help="the model the weights are for")
+    conv.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    conv.set_defaults(func=cmd_convert)
+
     bench = commands.add_parser(
         "benchmark",
         help="median seconds per training step and per inference image, optionally vs a second config",
@@ -354,7 +391,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as e:  # its message names the file or the override already
         return _fail(args, str(e))
     except (UnknownNameError, ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
-        return _fail(args, f"{args.config_file}: {e}")
+        return _fail(args, f"{args.config_file}: {e}" if args.config_file else str(e))
 
 
 def _fail(args, message: str) -> int:

@@ -3,7 +3,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpointer
+from ..checkpoint.weights import load_weights
 from ..data.image_io import read_image
 from ..modeling import build_model
 
@@ -16,13 +16,14 @@ class Predictor:
 
     Args:
         cfg: the config the model was trained with (INPUT.FORMAT decides what it sees).
-        weights: a checkpoint of this package (its "model" entry is loaded strictly).
+        weights: any weights MODEL.WEIGHTS accepts (a file of any supported format, a URL or a
+            short name); the load report is logged.
     """
 
     def __init__(self, cfg, weights: str):
         self.cfg = cfg
         self.model = build_model(cfg).eval()
-        Checkpointer("", model=self.model).load_weights(weights)
+        load_weights(self.model, weights, cfg=cfg)
         self.device = torch.device(cfg.MODEL.DEVICE)
 
     def __call__(self, path: str) -> Tuple[np.ndarray, Dict[str, torch.Tensor]]:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpointer
+from ..checkpoint.weights import load_weights
 from ..data.build import build_test_loader, build_train_loader
 from ..data.catalog import get_dataset_spec
 from ..evaluation.coco import COCOEvaluator
@@ -117,7 +118,7 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
     else:
         start_iter = 0
         if cfg.MODEL.WEIGHTS:
-            checkpointer.load_weights(cfg.MODEL.WEIGHTS)
+            load_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
