@@ -361,7 +361,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--strict", action="store_true", help="fail on any unused, missing or mismatched tensor")
     conv.add_argument("--max-items", type=int, default=20, metavar="N", help="list at most N entries per section")
     conv.add_argument("--config-file", metavar="CFG", help="the model the weights are for")
-    conv.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    # "*", not REMAINDER: after SRC DST, REMAINDER would swallow the options that follow.
+    conv.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
     conv.set_defaults(func=cmd_convert)
 
     bench = commands.add_parser(

@@ -97,3 +97,10 @@ def test_scratch_trains_every_stage_and_the_pretrained_recipe_freezes_the_stem_a
     frozen = {n for n, p in pretrained.named_parameters() if not p.requires_grad}
     assert frozen and all(n.startswith(("backbone.bottom_up.stem.", "backbone.bottom_up.res2.")) for n in frozen)
     assert isinstance(pretrained.backbone.bottom_up.stem.conv1.norm, GroupNorm)
+
+
+def test_pretrained_configs_name_the_weights_their_recipe_starts_from():
+    assert load(CONFIGS / "COCO-GN" / "mask_rcnn_R_50_FPN_3x_gn.yaml").MODEL.WEIGHTS.endswith("R-50-GN.pkl")
+    assert load(CONFIGS / "COCO-GN" / "mask_rcnn_R_101_FPN_2x_gn.yaml").MODEL.WEIGHTS.endswith("R-101-GN.pkl")
+    assert load(CONFIGS / "COCO-GN" / "mask_rcnn_R_50_FPN_2x_bnstar.yaml").MODEL.WEIGHTS.endswith("MSRA/R-50.pkl")
+    assert load(CONFIGS / "COCO-GN" / "scratch_mask_rcnn_R_50_FPN_3x_gn.yaml").MODEL.WEIGHTS == ""
