@@ -104,6 +104,12 @@ def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object],
         convention = MSRA_BN_INPUT
     if fmt is GN_DETECTION and isinstance(obj, Mapping) and "input" in obj:
         convention = InputConvention(**obj["input"])
+    if fmt.name == "detectron2" and "pixel_mean" in tensors and "pixel_std" in tensors:
+        convention = InputConvention(
+            convention.format,
+            tuple(float(v) for v in np.asarray(tensors["pixel_mean"]).ravel()),
+            tuple(float(v) for v in np.asarray(tensors["pixel_std"]).ravel()),
+        )
     return tensors, fmt, convention
 
 

@@ -48,6 +48,8 @@ _C.MODEL.ANCHOR_GENERATOR = CN()
 # One list of sizes per feature level; one list of ratios, or one per level.
 _C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
 _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+# Round the anchors' corners to whole pixels (torchvision); detectron2 checkpoints need False.
+_C.MODEL.ANCHOR_GENERATOR.ROUND = True
 _C.MODEL.RPN = CN()
 _C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]  # below: background, above: foreground
 _C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
@@ -99,6 +101,9 @@ _C.INPUT.MAX_SIZE_TRAIN = 1333
 _C.INPUT.MIN_SIZE_TEST = 800
 _C.INPUT.MAX_SIZE_TEST = 1333
 _C.INPUT.FORMAT = "BGR"  # channel order of the model's input, matching PIXEL_MEAN/PIXEL_STD
+# How the model resizes its input and maps boxes and masks back: "torchvision" or "detectron2"
+# (rounded sizes, antialiased resize to whole pixel values, grid-sample mask pasting).
+_C.INPUT.RESIZE_STYLE = "torchvision"
 # Read by DatasetMapper: "horizontal" flips half of the training images (with their masks).
 _C.INPUT.RANDOM_FLIP = "horizontal"
 

@@ -1,5 +1,6 @@
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,7 +53,8 @@ def test_convert_command_prints_the_report_and_strict_fails(tmp_path, capsys):
     state = build_model(cfg).state_dict()
     d2 = {k.replace("rpn.head.", "proposal_generator.rpn_head."): v.numpy() for k, v in state.items()}
     d2 = {k.replace("mask_predictor.mask_fcn_logits.", "mask_head.predictor."): v for k, v in d2.items()}
-    d2["roi_heads.box_predictor.cls_score.weight"] = d2["roi_heads.box_predictor.cls_score.weight"]
+    d2["pixel_mean"] = np.array([103.53, 116.28, 123.675], dtype=np.float32).reshape(3, 1, 1)
+    d2["pixel_std"] = np.array([57.375, 57.12, 58.395], dtype=np.float32).reshape(3, 1, 1)
     d2["roi_heads.box_predictor.bbox_pred.weight"] = d2["roi_heads.box_predictor.bbox_pred.weight"][4:]
     d2["roi_heads.box_predictor.bbox_pred.bias"] = d2["roi_heads.box_predictor.bbox_pred.bias"][4:]
     d2["roi_heads.mask_head.predictor.weight"] = d2["roi_heads.mask_head.predictor.weight"][1:]

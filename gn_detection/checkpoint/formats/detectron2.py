@@ -40,5 +40,7 @@ DETECTRON2 = Format(
         TensorFix("zero background box deltas added", r"^roi_heads\.box_predictor\.bbox_pred\.", add_background_rows(4)),
         TensorFix("zero background mask added", r"^roi_heads\.mask_predictor\.", add_background_rows(1)),
     ),
-    input=InputConvention("BGR", BGR_MEAN, (57.375, 57.120, 58.395)),
+    # detectron2's defaults, which its model-zoo configs (the GN ones too) keep; a checkpoint
+    # that carries its pixel_mean/pixel_std buffers overrides them.
+    input=InputConvention("BGR", BGR_MEAN, (1.0, 1.0, 1.0)),
 )

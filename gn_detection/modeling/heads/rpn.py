@@ -4,10 +4,10 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from ...layers import ShapeSpec
+from ..anchor_generator import GridAnchorGenerator
 
 __all__ = ["RPNHead", "build_anchor_generator", "build_rpn"]
 
@@ -39,8 +39,10 @@ class RPNHead(nn.Module):
         return logits, deltas
 
 
-def build_anchor_generator(cfg, num_levels: int) -> AnchorGenerator:
-    """Anchors from ``MODEL.ANCHOR_GENERATOR``: SIZES per level, ASPECT_RATIOS shared or per level."""
+def build_anchor_generator(cfg, input_shapes: Dict[str, ShapeSpec]) -> GridAnchorGenerator:
+    """Anchors from ``MODEL.ANCHOR_GENERATOR``: SIZES per level, ASPECT_RATIOS shared or per level,
+    at the strides of the backbone's levels."""
+    num_levels = len(input_shapes)
     a = cfg.MODEL.ANCHOR_GENERATOR
     sizes = [tuple(s) for s in a.SIZES]
     ratios = [tuple(r) for r in a.ASPECT_RATIOS]
@@ -57,7 +59,9 @@ def build_anchor_generator(cfg, num_levels: int) -> AnchorGenerator:
             "MODEL.ANCHOR_GENERATOR: every level needs the same number of anchors (sizes x ratios), "
             "since one RPN head serves them all"
         )
-    return AnchorGenerator(sizes=tuple(sizes), aspect_ratios=tuple(ratios))
+    return GridAnchorGenerator(
+        sizes, ratios, strides=[s.stride for s in input_shapes.values()], round_anchors=a.ROUND
+    )
 
 
 def build_rpn(cfg, input_shapes: Dict[str, ShapeSpec]) -> RegionProposalNetwork:
@@ -65,7 +69,7 @@ def build_rpn(cfg, input_shapes: Dict[str, ShapeSpec]) -> RegionProposalNetwork:
     channels = {s.channels for s in input_shapes.values()}
     if len(channels) != 1:
         raise ValueError(f"the RPN head is shared across levels, but the backbone's levels have channels {channels}")
-    anchor_generator = build_anchor_generator(cfg, len(input_shapes))
+    anchor_generator = build_anchor_generator(cfg, input_shapes)
     r = cfg.MODEL.RPN
     bg_iou, fg_iou = r.IOU_THRESHOLDS
     return RegionProposalNetwork(

@@ -95,3 +95,24 @@ def test_unknown_meta_architecture(tiny_cfg):
     tiny_cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
     with pytest.raises(UnknownNameError, match="MaskRCNN"):
         build_model(tiny_cfg)
+
+
+def test_detectron2_resize_style_rounds_sizes_and_pastes_masks_inside_their_boxes(tiny_cfg):
+    from gn_detection.modeling.meta_arch.transform import paste_masks_grid_sample
+
+    tiny_cfg.INPUT.RESIZE_STYLE = "detectron2"
+    model = build_model(tiny_cfg).eval()
+    image = torch.rand(3, 75, 101) * 255
+    resized, _ = model.transform.resize(image)
+    # shorter side 75 -> 128 (scale 1.7067): 101 * 1.7067 = 172.4 > 160, so scale = 160 / 101
+    assert tuple(resized.shape[-2:]) == (int(75 * 160 / 101 + 0.5), 160)
+
+    masks = torch.ones(2, 1, 28, 28)
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 50.0], [0.0, 0.0, 5.2, 5.2]])
+    pasted = paste_masks_grid_sample(masks, boxes, (60, 40))[:, 0] >= 0.5
+    assert pasted[0, 20:50, 10:30].all() and pasted[0].sum() == 20 * 30
+    assert pasted[1, :5, :5].all() and pasted[1].sum() == 25  # a pixel counts when its centre is inside
+
+    tiny_cfg.INPUT.RESIZE_STYLE = "pillow"
+    with pytest.raises(ValueError, match="INPUT.RESIZE_STYLE='pillow'"):
+        build_model(tiny_cfg)
