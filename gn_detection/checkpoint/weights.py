@@ -1,8 +1,9 @@
 """MODEL.WEIGHTS: find the file, recognise its format from its content, convert and load it."""
+import dataclasses
 import logging
 import os
 import re
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from .formats import FORMATS
 from .formats.detectron import MSRA_BN_INPUT
 from .io import atomic_save, load_weights_file
-from .rename import ConversionReport, Format, InputConvention, convert
+from .rename import ConversionReport, Format, InputConvention, TensorFix, convert
 
 __all__ = [
     "GN_DETECTION",
@@ -33,7 +34,7 @@ WEIGHT_URL_PREFIXES = {
     "detectron2://": "https://dl.fbaipublicfiles.com/detectron2/",
 }
 
-STEM_WEIGHT = "backbone.bottom_up.stem.conv1.weight"
+STEM_PATTERN = r"^backbone\.bottom_up\.stem\.conv1\.weight$"
 
 
 def resolve_weights_path(path: str) -> str:
@@ -113,29 +114,69 @@ def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object],
     return tensors, fmt, convention
 
 
-def _adapt_input(
-    converted: Dict[str, torch.Tensor], report: ConversionReport, source: Optional[InputConvention], cfg
-) -> Optional[InputConvention]:
-    """Permute the stem's input channels to INPUT.FORMAT, and check the pixel mean and std."""
-    if source is None or cfg is None or STEM_WEIGHT not in converted:
-        return source
+def _input_fixes(
+    source: Optional[InputConvention], cfg, notes: List[str]
+) -> Tuple[List[TensorFix], Optional[InputConvention]]:
+    """How the stem must change for INPUT.FORMAT, and the input the result expects.
+
+    RGB and BGR swap the stem's input channels; L folds a colour stem into one channel. The pixel
+    mean and std are checked against MODEL.PIXEL_MEAN/PIXEL_STD; differences go to ``notes``.
+    """
+    if source is None or cfg is None:
+        return [], source
     wanted = cfg.INPUT.FORMAT
+    if wanted == "L" and source.format in ("RGB", "BGR"):
+        return _fold_to_gray(source, cfg, notes)
     mean, std = tuple(source.pixel_mean), tuple(source.pixel_std)
+    fixes = []
     if {source.format, wanted} == {"RGB", "BGR"}:
-        converted[STEM_WEIGHT] = converted[STEM_WEIGHT].flip(1)
+        fixes.append(TensorFix(f"input channels reversed ({source.format} -> {wanted})", STEM_PATTERN, lambda t, _: t.flip(1)))
         mean, std = mean[::-1], std[::-1]
-        report.notes.append(f"stem conv input channels reversed: weights take {source.format}, INPUT.FORMAT is {wanted}")
     elif source.format != wanted:
-        report.notes.append(f"weights take {source.format} input but INPUT.FORMAT is {wanted}: not adapted")
-        return source
+        notes.append(f"weights take {source.format} input but INPUT.FORMAT is {wanted}: not adapted")
+        return [], source
     for key, expected in (("PIXEL_MEAN", mean), ("PIXEL_STD", std)):
         given = tuple(cfg.MODEL[key])
-        if not np.allclose(given, expected, atol=1e-3):
-            report.notes.append(
+        if len(given) != len(expected) or not np.allclose(given, expected, atol=1e-3):
+            notes.append(
                 f"MODEL.{key}={list(given)} but these weights were trained with {list(expected)} "
                 f"({wanted} order): set it, or the outputs will differ from the source model's"
             )
-    return InputConvention(wanted, mean, std)
+    return fixes, InputConvention(wanted, mean, std)
+
+
+def _fold_to_gray(source: InputConvention, cfg, notes: List[str]) -> Tuple[List[TensorFix], InputConvention]:
+    """Fold a colour stem into a one-channel one, so the model sees a gray image as the source
+    model sees it replicated to three channels.
+
+    The source computes sum_c W_c (g - m_c) / s_c; with W' = sum_c W_c * s / s_c the folded conv
+    computes W' (g - m) / s: the same exactly when every m_c equals MODEL.PIXEL_MEAN's m.
+    """
+    (gray_mean,), (gray_std,) = cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD
+    scale = torch.tensor([gray_std / s for s in source.pixel_std]).view(1, 3, 1, 1)
+    fold = TensorFix(
+        f"{source.format} stem folded into one gray channel", STEM_PATTERN, lambda t, _: (t * scale).sum(1, keepdim=True)
+    )
+    if not np.allclose(source.pixel_mean, gray_mean, atol=1e-3):
+        notes.append(
+            f"the weights' per-channel means {list(source.pixel_mean)} differ from MODEL.PIXEL_MEAN={gray_mean}: "
+            "the folded stem matches the colour model on gray images up to a constant offset per filter"
+        )
+    return [fold], InputConvention("L", (gray_mean,), (gray_std,))
+
+
+def _convert_for(path: str, format: str, target, cfg) -> Tuple[Dict[str, torch.Tensor], ConversionReport, Optional[InputConvention]]:
+    tensors, fmt, source_input = read_checkpoint(resolve_weights_path(path), format)
+    notes: List[str] = []
+    fixes, convention = _input_fixes(source_input, cfg, notes)
+    converted, report = convert(tensors, dataclasses.replace(fmt, fixes=tuple(fmt.fixes) + tuple(fixes)), target)
+    report.notes += notes
+    return converted, report, convention
+
+
+def _refuse_if_strict(strict: bool, path: str, report: ConversionReport) -> None:
+    if strict and (report.problems or any("MODEL.PIXEL" in n for n in report.notes)):
+        raise ValueError(f"{path}: strict loading refused:\n" + "\n".join(report.problems + report.notes))
 
 
 def load_weights(model: nn.Module, path: str, *, cfg=None, format: str = "auto", strict: bool = False) -> ConversionReport:
@@ -151,13 +192,9 @@ def load_weights(model: nn.Module, path: str, *, cfg=None, format: str = "auto",
     Raises:
         ValueError: with ``strict``, listing every problem (and the notes about the input).
     """
-    local = resolve_weights_path(path)
-    tensors, fmt, source_input = read_checkpoint(local, format)
     target = model.module.state_dict() if isinstance(model, nn.parallel.DistributedDataParallel) else model.state_dict()
-    converted, report = convert(tensors, fmt, target)
-    _adapt_input(converted, report, source_input, cfg)
-    if strict and (report.problems or any("MODEL.PIXEL" in n for n in report.notes)):
-        raise ValueError(f"{path}: strict loading refused:\n" + "\n".join(report.problems + report.notes))
+    converted, report, _ = _convert_for(path, format, target, cfg)
+    _refuse_if_strict(strict, path, report)
     (model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model).load_state_dict(
         converted, strict=False
     )
@@ -174,14 +211,10 @@ def convert_checkpoint_file(
     With ``model`` (built from ``cfg``) the tensors are matched against it and the report is
     complete; without, only the names are converted.
     """
-    local = resolve_weights_path(source)
-    tensors, fmt, source_input = read_checkpoint(local, format)
     target = model.state_dict() if model is not None else None
-    converted, report = convert(tensors, fmt, target)
-    convention = _adapt_input(converted, report, source_input, cfg)
-    if strict and (report.problems or any("MODEL.PIXEL" in n for n in report.notes)):
-        raise ValueError(f"{source}: strict conversion refused:\n" + "\n".join(report.problems + report.notes))
-    payload = dict(model=converted, format=GN_DETECTION.name, source=dict(path=source, format=fmt.name))
+    converted, report, convention = _convert_for(source, format, target, cfg)
+    _refuse_if_strict(strict, source, report)
+    payload = dict(model=converted, format=GN_DETECTION.name, source=dict(path=source, format=report.source_format))
     if convention is not None:
         payload["input"] = dict(
             format=convention.format, pixel_mean=list(convention.pixel_mean), pixel_std=list(convention.pixel_std)

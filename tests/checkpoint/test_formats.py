@@ -203,7 +203,8 @@ def test_torchvision_resnet_matches_our_backbone_on_the_same_image_in_bgr(tmp_pa
         ["fc.bias", "fc.weight"] + [k for k in tv.state_dict() if k.endswith("num_batches_tracked")]
     )
     assert not [k for k in report.missing if k.startswith("backbone.bottom_up.")]
-    assert any("reversed" in n for n in report.notes) and not any("PIXEL" in n for n in report.notes)
+    assert ("backbone.bottom_up.stem.conv1.weight", "input channels reversed (RGB -> BGR)") in report.fixed
+    assert not any("PIXEL" in n for n in report.notes)
 
     rgb = torch.rand(1, 3, 64, 96) * 255
     mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
@@ -280,3 +281,24 @@ def test_unknown_format_and_malicious_weights_are_refused(tmp_path):
     with pytest.raises(ValueError, match="system"):
         load_weights(model, str(evil), cfg=cfg)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_colour_stem_folds_into_a_gray_one_that_sees_gray_images_as_the_colour_model_does(tmp_path):
+    colour_cfg, colour = tiny_model(**{"MODEL.PIXEL_MEAN": "[100.0, 100.0, 100.0]", "MODEL.PIXEL_STD": "[50.0, 60.0, 70.0]"})
+    colour.eval()
+    path = tmp_path / "colour.pth"
+    payload = {"model": colour.state_dict(), "format": "gn_detection"}
+    payload["input"] = {"format": "BGR", "pixel_mean": [100.0, 100.0, 100.0], "pixel_std": [50.0, 60.0, 70.0]}
+    torch.save(payload, path)
+
+    gray_cfg, gray = tiny_model(**{"INPUT.FORMAT": "L", "MODEL.PIXEL_MEAN": "[100.0]", "MODEL.PIXEL_STD": "[55.0]"})
+    assert gray.backbone.bottom_up.stem.conv1.in_channels == 1
+    report = load_weights(gray, str(path), cfg=gray_cfg, strict=True)
+    assert ("backbone.bottom_up.stem.conv1.weight", "BGR stem folded into one gray channel") in report.fixed
+    gray.eval()
+    image = make_sample(96, 128, 2, 3, seed=5)[0].mean(dim=0, keepdim=True)
+    with torch.no_grad():
+        expected = colour.backbone(colour.transform.normalize(image.expand(3, -1, -1))[None])
+        folded = gray.backbone(gray.transform.normalize(image)[None])
+    for level in expected:
+        torch.testing.assert_close(folded[level], expected[level], rtol=1e-4, atol=1e-4)

@@ -68,6 +68,6 @@ def test_convert_command_prints_the_report_and_strict_fails(tmp_path, capsys):
     assert torch.load(dst, weights_only=True)["format"] == "gn_detection"
 
     assert main(["convert", str(src), str(dst), "--format", "torchvision", "--strict", "--config-file", str(TINY_CONFIG)]) == 2
-    assert "strict conversion refused" in capsys.readouterr().err
+    assert "strict loading refused" in capsys.readouterr().err
     assert main(["convert", str(src), str(dst)]) == 0  # names only, without a model
     assert "loaded" in capsys.readouterr().out
