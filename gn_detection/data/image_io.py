@@ -5,6 +5,7 @@ Every PIL mode a dataset is likely to hold is accepted: 8-bit RGB, gray (``L``),
 are scaled into 0-255 as floats rather than rounded to 8 bits, so their precision survives.
 """
 import os
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -22,11 +23,12 @@ _GRAY_MODES = ("1", "L", "LA", "La")
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
-def read_image(path: str, format: str = "RGB") -> np.ndarray:
+def read_image(path: str, format: str = "RGB", dicom_window=None, dicom_frame: int = 0) -> np.ndarray:
     """Read ``path``, apply its EXIF orientation and return its pixels.
 
     Args:
-        path: an image file PIL can read.
+        path: an image file PIL can read, or a DICOM file (recognised by its content; read with
+            ``dicom_window`` and ``dicom_frame``, see data/dicom.py).
         format: ``"RGB"``, ``"BGR"`` (channels reversed, as Caffe2-trained weights expect) or
             ``"L"`` (luminance). Gray images give three equal channels for RGB/BGR; colour images
             give ITU-R 601-2 luminance for ``"L"``.
@@ -46,6 +48,11 @@ def read_image(path: str, format: str = "RGB") -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such image file")
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory, not an image file")
+    from .dicom import DicomWindow, is_dicom, read_dicom
+
+    if is_dicom(path):
+        gray = read_dicom(path, dicom_window or DicomWindow(), frame=dicom_frame)
+        return _gray_as(gray.astype(np.float64), format)
     try:
         with Image.open(path) as image:
             # PIL decodes lazily; load() now so a truncated file fails here, not in a data worker.
@@ -55,16 +62,20 @@ def read_image(path: str, format: str = "RGB") -> np.ndarray:
         raise ValueError(f"{path}: cannot be read as an image; the file is corrupt or truncated ({e})") from e
 
     gray, rgb = _to_gray_or_rgb(image, path)
-    if format == "L":
-        if gray is None:
-            gray = rgb @ _LUMA_WEIGHTS
-        return gray[:, :, None].astype(np.float32)
     if rgb is None:
-        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        return _gray_as(gray, format)
+    if format == "L":
+        return (rgb @ _LUMA_WEIGHTS)[:, :, None].astype(np.float32)
     if format == "BGR":
         rgb = rgb[:, :, ::-1]
     # contiguous: a reversed view has negative strides, which torch.from_numpy refuses
     return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+def _gray_as(gray: np.ndarray, format: str) -> np.ndarray:
+    """(H, W) gray pixels as (H, W, 1) for "L", or three equal channels for RGB/BGR."""
+    channels = 1 if format == "L" else 3
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], channels, axis=2), dtype=np.float32)
 
 
 def _to_gray_or_rgb(image: Image.Image, path: str):
