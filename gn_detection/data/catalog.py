@@ -5,6 +5,7 @@ from typing import Callable, Tuple
 from ..utils.registry import Registry, lookup
 from .coco import CocoInstances, load_coco_json
 from .synthetic import ensure_shapes_dataset
+from .xray import ensure_xray_dataset
 
 __all__ = [
     "DATASET_REGISTRY",
@@ -66,4 +67,10 @@ def load_dataset(name: str, *, filter_empty: bool, key: str = "DATASETS") -> Coc
 for _split in ("train", "val"):
     DATASET_REGISTRY.register_as(f"shapes_{_split}")(
         DatasetSpec(f"shapes_{_split}", lambda split=_split: ensure_shapes_dataset()[split])
+    )
+
+# The built-in synthetic chest X-rays (data/xray.py), DICOM files written on first use.
+for _split in ("train", "val"):
+    DATASET_REGISTRY.register_as(f"xray_{_split}")(
+        DatasetSpec(f"xray_{_split}", lambda split=_split: ensure_xray_dataset()[split])
     )
