@@ -2,6 +2,8 @@
 
 The numbers are COCOeval's (pycocotools, or faster-coco-eval which gives the same numbers
 faster), reported in percent like detectron2: AP, AP50, AP75, APs, APm, APl, and AP per category.
+Optionally also FROC, the medical-detection sensitivities at fixed false positives per image
+(froc.py).
 """
 import contextlib
 import copy
@@ -18,6 +20,8 @@ import torch
 from tabulate import tabulate
 
 from ..utils import comm
+from .froc import FROC_FPS_PER_IMAGE
+from .froc import froc as compute_froc
 
 __all__ = ["COCOEvaluator", "BACKENDS", "output_to_coco_results"]
 
@@ -110,15 +114,19 @@ class COCOEvaluator:
             (the COCO results) and ``inference/results.json`` (what ``evaluate`` returns) there.
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (same numbers, faster; needs
             ``pip install faster-coco-eval``).
+        froc: if True, ``evaluate`` also returns ``"froc"``: ``froc.froc`` of the box detections
+            against the ground truth of the processed images in ``category_ids`` (with its
+            defaults: class-agnostic, IoU 0.5, LUNA16's seven rates). Default False.
     """
 
     def __init__(self, json_file: str, *, category_ids: Sequence[int],
                  class_names: Optional[Sequence[str]] = None, output_dir: Optional[str] = None,
-                 backend: str = "pycocotools"):
+                 backend: str = "pycocotools", froc: bool = False):
         self._coco_cls, self._eval_cls = _load_backend(backend)
         self._backend = backend
         self._json_file = json_file
         self._output_dir = output_dir
+        self._froc = froc
         self._category_ids = [int(c) for c in category_ids]
         if not self._category_ids or len(set(self._category_ids)) != len(self._category_ids):
             raise ValueError(f"category_ids must be non-empty and unique; got {list(category_ids)}")
@@ -176,7 +184,8 @@ class COCOEvaluator:
             On the main process ``{"bbox": {...}, "segm": {...}}`` ("segm" only when masks were
             given), each with AP, AP50, AP75, APs, APm, APl and ``AP-<class name>`` in percent
             (NaN where COCOeval has nothing to score, e.g. no ground truth of that size). With no
-            detections at all every metric is 0.0. Other processes return ``{}``.
+            detections at all every metric is 0.0. With ``froc=True`` also ``"froc"``, what
+            ``froc.froc`` returns. Other processes return ``{}``.
         """
         gathered = comm.all_gather(self._predictions)
         if not comm.is_main_process():
@@ -200,6 +209,8 @@ class COCOEvaluator:
         metrics = {}
         for task in tasks:
             metrics[task] = self._evaluate_task(task, coco_results, image_ids)
+        if self._froc:
+            metrics["froc"] = self._evaluate_froc(coco_results, image_ids)
         if self._output_dir:
             folder = os.path.join(self._output_dir, "inference")
             _write_json_atomically(os.path.join(folder, "coco_instances_results.json"), coco_results)
@@ -239,6 +250,19 @@ class COCOEvaluator:
             precision = precision[precision > -1]
             metrics[f"AP-{name}"] = float(np.mean(precision)) * 100 if precision.size else float("nan")
         self._log(task, metrics, names)
+        return metrics
+
+    def _evaluate_froc(self, coco_results: List[dict], image_ids: List[int]) -> dict:
+        categories = set(self._category_ids)
+        # imgToAnns, not getAnnIds: getAnnIds(imgIds=[]) means every image
+        ground_truth = [ann for image_id in image_ids
+                        for ann in self._coco_gt.imgToAnns.get(image_id, [])
+                        if ann["category_id"] in categories]
+        metrics = compute_froc(coco_results, ground_truth, image_ids)
+        logger.info("froc sensitivity at FPs/image: %s | mean %.3f (%d lesions in %d images)",
+                    " | ".join(f"{r:g} {metrics[f'sensitivity@{r:g}']:.3f}"
+                               for r in FROC_FPS_PER_IMAGE),
+                    metrics["mean_sensitivity"], metrics["lesions"], metrics["images_with_lesions"])
         return metrics
 
     def _make_coco_eval(self, coco_dt: Any, task: str) -> Any:

@@ -14,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from gn_detection.evaluation import COCOEvaluator
 from gn_detection.evaluation import coco as coco_module
+from gn_detection.evaluation.froc import froc
 
 SIZE = 128  # every image is SIZE x SIZE
 # label 1 is dog (category 7), label 2 is cat (category 3): deliberately not in id order
@@ -209,6 +210,28 @@ def test_results_file_holds_the_coco_results(gt_file, tmp_path):
     assert first["category_id"] == 3 and first["bbox"] == [30.0, 30.0, 50.0, 50.0]
     assert mask_util.decode(first["segmentation"]).sum() == 50 * 50
     assert json.loads((tmp_path / "inference" / "results.json").read_text()) == results
+
+
+def test_froc_joins_the_results(gt_file, tmp_path, caplog):
+    instances = _shifted_instances(gt_file)
+    with caplog.at_level(logging.INFO, logger=coco_module.__name__):
+        results = _evaluate(gt_file, instances, output_dir=str(tmp_path), froc=True)
+    assert set(results) == {"bbox", "segm", "froc"}
+    # 4 px shifts keep every box IoU >= 16/24, so all 5 lesions are hit (the crowd region is none)
+    # with scores 0.5..0.9; the false positive on image 13 scores 0.95, so every threshold has
+    # 1/3 FP per image: nothing below that rate, all lesions from 0.5 up
+    expected = [0, 0, 100, 100, 100, 100, 100]
+    keys = [f"sensitivity@{r}" for r in ("0.125", "0.25", "0.5", "1", "2", "4", "8")]
+    assert [results["froc"][k] for k in keys] == pytest.approx(expected)
+    assert results["froc"]["mean_sensitivity"] == pytest.approx(500 / 7)
+    assert results["froc"]["recall_per_image"] == pytest.approx(100.0)
+    assert results["froc"]["lesions"] == 5 and results["froc"]["images_with_lesions"] == 2
+    # the same numbers as froc() on the written detections and the file's annotations
+    detections = json.loads((tmp_path / "inference" / "coco_instances_results.json").read_text())
+    annotations = json.loads(open(gt_file).read())["annotations"]
+    assert results["froc"] == pytest.approx(froc(detections, annotations, [11, 12, 13]))
+    assert json.loads((tmp_path / "inference" / "results.json").read_text())["froc"] == results["froc"]
+    assert "froc" in caplog.text and "mean 71.429" in caplog.text
 
 
 def test_labels_map_through_category_ids(gt_file):
