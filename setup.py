@@ -21,6 +21,8 @@ setup(
         "tabulate",
         "tensorboard",
         "faster-coco-eval>=1.6",
+        "pydicom>=2.4",
+        "matplotlib",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["gn-detect=gn_detection.cli:main"]},

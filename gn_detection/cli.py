@@ -281,6 +281,68 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    """Build a COCO instances JSON from a folder of images with masks (one PNG per instance, or a
+    label map per image) or a CSV of boxes, check it, and print a report."""
+    from .data.prepare import prepare_from_csv, prepare_from_masks
+
+    if bool(args.masks) == bool(args.csv):
+        raise ValueError("prepare takes either --masks DIR or --csv FILE")
+    if args.masks:
+        if not args.classes:
+            raise ValueError("--masks needs --classes NAME [NAME ...] (label value or mask-name class order)")
+        report = prepare_from_masks(args.images, args.masks, args.output, class_names=args.classes, layout=args.layout)
+    else:
+        report = prepare_from_csv(args.images, args.csv, args.output, class_names=args.classes or None)
+    print(report.summary())
+    return 0
+
+
+def cmd_pixel_stats(args) -> int:
+    """Compute MODEL.PIXEL_MEAN and PIXEL_STD from the training set, as the model reads it."""
+    from .data.build import load_datasets
+    from .data.image_io import read_image
+    from .data.mapper import DatasetMapper
+    from .data.statistics import pixel_statistics
+
+    cfg = setup_cfg(args.config_file, args.opts)
+    dataset = load_datasets(cfg.DATASETS.TRAIN, filter_empty=False, key="DATASETS.TRAIN")
+    mapper = DatasetMapper(**DatasetMapper.from_config(cfg, is_train=False))
+    files = [r["file_name"] for r in dataset.records[: args.max_images or None]]
+    mean, std = pixel_statistics(
+        files, lambda f: read_image(f, cfg.INPUT.FORMAT, mapper.dicom_window, mapper.dicom_frame)
+    )
+    print(f"# {len(files)} images of {', '.join(cfg.DATASETS.TRAIN)}, INPUT.FORMAT {cfg.INPUT.FORMAT}")
+    print(f"MODEL.PIXEL_MEAN: [{', '.join(f'{v:.3f}' for v in mean)}]")
+    print(f"MODEL.PIXEL_STD: [{', '.join(f'{v:.3f}' for v in std)}]")
+    return 0
+
+
+def cmd_compare_norms(args) -> int:
+    """Train one recipe with several norm layers at several batch sizes; tabulate and plot AP
+    and mean FROC sensitivity."""
+    from .engine.compare import compare_norms, format_table, plot_comparison
+
+    from .data.catalog import register_datasets_from_cfg
+
+    cfgs = {}
+    for item in args.configs:
+        label, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--configs {item!r}: expected LABEL=CONFIG_FILE, e.g. GN=configs/medical/x.yaml")
+        cfg = get_cfg()
+        cfg.merge_from_file(path)
+        cfg.merge_from_list(list(args.opts))
+        register_datasets_from_cfg(cfg)
+        cfgs[label] = cfg
+    setup_logging(args.output)
+    rows = compare_norms(cfgs, args.batches, args.output)
+    plot_comparison(rows, os.path.join(args.output, "comparison.png"))
+    print(format_table(rows))
+    print(f"wrote {args.output}/comparison.md, comparison.json and comparison.png")
+    return 0
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-file", required=True, metavar="CFG", help="YAML config (may use _BASE_)")
     parser.add_argument(
@@ -365,6 +427,41 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
     conv.set_defaults(func=cmd_convert)
 
+    prep = commands.add_parser(
+        "prepare",
+        help="build and check COCO JSON from images + masks, or a CSV of boxes",
+        description=cmd_prepare.__doc__
+        + " Instance masks are named <image stem>__<class>__<k>.png; label maps <image stem>.png with"
+        " pixel value v = class v (1-based); the CSV has the header image,x1,y1,x2,y2,label (pixels).",
+    )
+    prep.add_argument("--images", required=True, metavar="DIR", help="folder of images (PNG, JPEG, TIFF, DICOM)")
+    prep.add_argument("--masks", metavar="DIR", help="folder of mask PNGs")
+    prep.add_argument("--layout", choices=["instances", "label_map"], default="instances", help="how --masks is laid out")
+    prep.add_argument("--csv", metavar="FILE", help="CSV of boxes instead of masks (masks become the boxes)")
+    prep.add_argument("--classes", nargs="+", metavar="NAME", help="class names in label order")
+    prep.add_argument("--output", required=True, metavar="JSON", help="where to write the COCO JSON")
+    prep.set_defaults(func=cmd_prepare, config_file=None)
+
+    stats = commands.add_parser(
+        "pixel-stats", help="compute MODEL.PIXEL_MEAN / PIXEL_STD from DATASETS.TRAIN", description=cmd_pixel_stats.__doc__
+    )
+    stats.add_argument("--max-images", type=int, default=0, metavar="N", help="use the first N images (0: all)")
+    _add_config_arguments(stats)
+    stats.set_defaults(func=cmd_pixel_stats)
+
+    compare = commands.add_parser(
+        "compare-norms",
+        help="train GN / BN* / BN twins at several batch sizes and tabulate AP and FROC",
+        description=cmd_compare_norms.__doc__
+        + " BASE_LR is scaled linearly with the batch size (it is set for the config's IMS_PER_BATCH);"
+        " the iterations stay. Each run's files go to OUTPUT/<label>_b<batch>.",
+    )
+    compare.add_argument("--configs", nargs="+", required=True, metavar="LABEL=CFG", help="configs to compare")
+    compare.add_argument("--batches", nargs="+", type=int, default=[1, 2], metavar="B", help="global batch sizes (1 2)")
+    compare.add_argument("--output", required=True, metavar="DIR", help="folder for the runs, table and plot")
+    compare.add_argument("opts", nargs="*", metavar="KEY VALUE", help="overrides applied to every config")
+    compare.set_defaults(func=cmd_compare_norms)
+
     bench = commands.add_parser(
         "benchmark",
         help="median seconds per training step and per inference image, optionally vs a second config",
@@ -392,7 +489,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as e:  # its message names the file or the override already
         return _fail(args, str(e))
     except (UnknownNameError, ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
-        return _fail(args, f"{args.config_file}: {e}" if args.config_file else str(e))
+        source = getattr(args, "config_file", None)
+        return _fail(args, f"{source}: {e}" if source else str(e))
 
 
 def _fail(args, message: str) -> int:

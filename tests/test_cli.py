@@ -92,3 +92,41 @@ def test_unregistered_dataset_is_named(capsys, tmp_path):
     assert code == 2
     err = capsys.readouterr().err
     assert "DATASETS.TRAIN='nope' is not in the DATASET registry" in err and "shapes_train" in err
+
+
+def test_fine_tune_on_synthetic_xrays_reports_ap_and_froc(tmp_path, monkeypatch):
+    monkeypatch.setenv("GN_DETECTION_CACHE", str(tmp_path / "cache"))
+    output = tmp_path / "xray"
+    config = TINY_CONFIG.parents[1] / "medical" / "synthetic_xray_R_18_FPN_gn.yaml"
+    opts = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "1",
+            "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(output)]
+    assert main(["train", "--config-file", str(config), *opts]) == 0
+    results = json.loads((output / "inference" / "results.json").read_text())
+    assert set(results) == {"bbox", "segm", "froc"}
+    assert "sensitivity@0.125" in results["froc"] and 0 <= results["froc"]["mean_sensitivity"] <= 100
+    assert "mean FROC sensitivity" in (output / "log.txt").read_text()
+
+
+def test_prepare_and_pixel_stats_commands(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((20, 30), 50 * (i + 1), dtype=np.uint8)).save(images / f"scan{i}.png")
+    mask = np.zeros((20, 30), dtype=np.uint8)
+    mask[5:10, 5:15] = 255
+    Image.fromarray(mask).save(masks / "scan0__nodule__1.png")
+    out = tmp_path / "instances.json"
+    assert main(["prepare", "--images", str(images), "--masks", str(masks), "--classes", "nodule", "--output", str(out)]) == 0
+    assert "nodule" in capsys.readouterr().out
+    coco = json.loads(out.read_text())
+    assert len(coco["images"]) == 2 and len(coco["annotations"]) == 1 and coco["annotations"][0]["area"] == 50
+
+    opts = ["DATASETS.COCO_INSTANCES", f"[['scans', '{out}', '{images}']]", "DATASETS.TRAIN", "('scans',)", "INPUT.FORMAT", "L"]
+    assert main(["pixel-stats", "--config-file", str(TINY_CONFIG), *opts]) == 0
+    printed = capsys.readouterr().out
+    assert "MODEL.PIXEL_MEAN: [75.000]" in printed and "MODEL.PIXEL_STD: [25.000]" in printed
+    assert main(["prepare", "--images", str(images), "--output", str(out)]) == 2

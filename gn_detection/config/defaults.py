@@ -106,6 +106,19 @@ _C.INPUT.FORMAT = "BGR"  # channel order of the model's input, matching PIXEL_ME
 _C.INPUT.RESIZE_STYLE = "torchvision"
 # Read by DatasetMapper: "horizontal" flips half of the training images (with their masks).
 _C.INPUT.RANDOM_FLIP = "horizontal"
+# Read by DatasetMapper: intensity jitter in training, pixels x * U(1 - CONTRAST, 1 + CONTRAST)
+# + 255 * U(-BRIGHTNESS, BRIGHTNESS), clipped to 0-255 (exposure varies between radiographs).
+_C.INPUT.BRIGHTNESS = 0.0
+_C.INPUT.CONTRAST = 0.0
+# Read by read_image for DICOM files (data/dicom.py): MODE "file" (the file's VOI LUT or window),
+# "fixed" (CENTER/WIDTH, in modality units), "percentile" (PERCENTILES), or "none" (min-max);
+# FRAME picks one frame of a multi-frame file.
+_C.INPUT.DICOM = CN()
+_C.INPUT.DICOM.WINDOW_MODE = "file"
+_C.INPUT.DICOM.WINDOW_CENTER = 0.0
+_C.INPUT.DICOM.WINDOW_WIDTH = 0.0
+_C.INPUT.DICOM.PERCENTILES = (0.5, 99.5)
+_C.INPUT.DICOM.FRAME = 0
 
 # Read by build_train_loader / build_test_loader: names given to register_coco_instances.
 _C.DATASETS = CN()
@@ -128,6 +141,8 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100  # read by build_roi_heads
 _C.TEST.EVAL_PERIOD = 0
 # "pycocotools", or "faster_coco_eval" (same numbers, faster).
 _C.TEST.EVALUATOR_BACKEND = "pycocotools"
+# Also report FROC (sensitivity at 1/8..8 false positives per image) and recall per image.
+_C.TEST.FROC = False
 
 # Read by build_optimizer and build_lr_scheduler (engine/solver.py).
 _C.SOLVER = CN()

@@ -5,11 +5,23 @@ import numpy as np
 import torch
 
 from .coco import segmentation_to_mask
+from .dicom import DicomWindow
 from .image_io import IMAGE_FORMATS, read_image
 
 __all__ = ["DatasetMapper"]
 
 FLIP_MODES = ("horizontal", "none")
+
+
+def dicom_window_from_cfg(cfg) -> DicomWindow:
+    """INPUT.DICOM as a DicomWindow (a 0 center/width means "not given")."""
+    d = cfg.INPUT.DICOM
+    return DicomWindow(
+        mode=d.WINDOW_MODE,
+        center=d.WINDOW_CENTER if d.WINDOW_WIDTH else None,
+        width=d.WINDOW_WIDTH or None,
+        percentiles=tuple(d.PERCENTILES),
+    )
 
 
 class DatasetMapper:
@@ -26,23 +38,48 @@ class DatasetMapper:
         flip: "horizontal" flips half of the training images, masks and boxes with them; "none".
     """
 
-    def __init__(self, *, is_train: bool, image_format: str, flip: str = "horizontal"):
+    def __init__(
+        self,
+        *,
+        is_train: bool,
+        image_format: str,
+        flip: str = "horizontal",
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        dicom_window: Optional[DicomWindow] = None,
+        dicom_frame: int = 0,
+    ):
         if image_format not in IMAGE_FORMATS:
             raise ValueError(f"INPUT.FORMAT={image_format!r}: expected one of {IMAGE_FORMATS}")
         if flip not in FLIP_MODES:
             raise ValueError(f"INPUT.RANDOM_FLIP={flip!r}: expected one of {FLIP_MODES}")
+        if not (0 <= brightness < 1 and 0 <= contrast < 1):
+            raise ValueError(f"INPUT.BRIGHTNESS={brightness} and INPUT.CONTRAST={contrast}: each must be in [0, 1)")
         self.is_train = is_train
         self.image_format = image_format
         self.flip = flip
+        self.brightness = brightness
+        self.contrast = contrast
+        self.dicom_window = dicom_window or DicomWindow()
+        self.dicom_frame = dicom_frame
 
     @classmethod
     def from_config(cls, cfg, is_train: bool) -> dict:
-        return dict(is_train=is_train, image_format=cfg.INPUT.FORMAT, flip=cfg.INPUT.RANDOM_FLIP)
+        d = cfg.INPUT.DICOM
+        return dict(
+            is_train=is_train,
+            image_format=cfg.INPUT.FORMAT,
+            flip=cfg.INPUT.RANDOM_FLIP,
+            brightness=cfg.INPUT.BRIGHTNESS,
+            contrast=cfg.INPUT.CONTRAST,
+            dicom_window=dicom_window_from_cfg(cfg),
+            dicom_frame=d.FRAME,
+        )
 
     def __call__(self, record: dict, rng: Optional[np.random.Generator] = None) -> dict:
         """Map one record; ``rng`` draws the augmentation (required in training)."""
         try:
-            image = read_image(record["file_name"], self.image_format)
+            image = read_image(record["file_name"], self.image_format, self.dicom_window, self.dicom_frame)
         except (FileNotFoundError, ValueError) as e:
             raise type(e)(f"image id {record['image_id']}: {e}") from None
         height, width = image.shape[:2]
@@ -69,6 +106,10 @@ class DatasetMapper:
             masks[i] = segmentation_to_mask(a["segmentation"], height, width)
         masks = torch.from_numpy(masks)
 
+        if self.contrast or self.brightness:
+            gain = rng.uniform(1 - self.contrast, 1 + self.contrast)
+            offset = 255 * rng.uniform(-self.brightness, self.brightness)
+            out["image"] = (out["image"] * gain + offset).clamp(0, 255)
         if self.flip == "horizontal" and rng.random() < 0.5:
             out["image"] = out["image"].flip(-1)
             masks = masks.flip(-1)

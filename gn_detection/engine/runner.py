@@ -81,12 +81,17 @@ def run_evaluation(cfg, model: nn.Module) -> Dict[str, Dict]:
             class_names=dataset.thing_classes,
             output_dir=output_dir,
             backend=cfg.TEST.EVALUATOR_BACKEND,
+            froc=cfg.TEST.FROC,
         )
         results[name] = inference_on_dataset(model, loader, evaluator)
         if comm.is_main_process():
             summary = ", ".join(
-                f"{'box' if task == 'bbox' else 'mask'} AP {metrics['AP']:.1f}" for task, metrics in results[name].items()
+                f"{'box' if task == 'bbox' else 'mask'} AP {metrics['AP']:.1f}"
+                for task, metrics in results[name].items()
+                if task in ("bbox", "segm")
             )
+            if "froc" in results[name]:
+                summary += f", mean FROC sensitivity {results[name]['froc']['mean_sensitivity']:.1f}"
             logger.info("%s: %s", name, summary)
     return results
 

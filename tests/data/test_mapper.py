@@ -71,3 +71,47 @@ def test_bad_settings_name_the_key():
         DatasetMapper(is_train=True, image_format="YUV")
     with pytest.raises(ValueError, match="INPUT.RANDOM_FLIP='vertical'"):
         DatasetMapper(is_train=True, image_format="RGB", flip="vertical")
+
+
+def test_intensity_jitter_scales_and_shifts_training_pixels(record):
+    class Draws:
+        def __init__(self):
+            self.values = iter([1.1, 0.05])  # gain, then brightness (an offset of 255 * 0.05)
+
+        def uniform(self, low, high):
+            value = next(self.values)
+            assert low <= value <= high
+            return value
+
+    plain = DatasetMapper(is_train=True, image_format="RGB", flip="none")(record, None)
+    jittered = DatasetMapper(is_train=True, image_format="RGB", flip="none", brightness=0.05, contrast=0.2)(record, Draws())
+    torch.testing.assert_close(jittered["image"], (plain["image"] * 1.1 + 12.75).clamp(0, 255))
+    with pytest.raises(ValueError, match="INPUT.BRIGHTNESS=1.5"):
+        DatasetMapper(is_train=True, image_format="RGB", brightness=1.5)
+
+
+def test_dicom_files_go_through_the_window_and_become_channels(tmp_path):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    pixels = np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 10
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = tmp_path / "film.dcm"
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 12, 16, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    from gn_detection.data.dicom import DicomWindow
+
+    record = dict(file_name=str(path), image_id=1, height=12, width=16, annotations=[])
+    window = DicomWindow(mode="fixed", center=960.0, width=1920.0)  # pixel values 0..1910
+    out = DatasetMapper(is_train=False, image_format="BGR", dicom_window=window)(record)
+    assert out["image"].shape == (3, 12, 16)
+    assert torch.equal(out["image"][0], out["image"][2])
+    expected = np.clip((pixels.astype(np.float64) - 0.0) / 1920.0 * 255.0, 0, 255)
+    np.testing.assert_allclose(out["image"][0].numpy(), expected, atol=1.0)
