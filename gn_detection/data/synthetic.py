@@ -19,9 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -29,6 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+from .generated import ensure_generated, write_coco_json
 
 __all__ = ["SHAPE_CLASSES", "ensure_shapes_dataset", "generate_shapes_split", "resolve_occlusions"]
 
@@ -139,11 +138,7 @@ def generate_shapes_split(
         annotations=annotations,
         categories=[dict(id=i, name=name, supercategory="shape") for i, name in enumerate(SHAPE_CLASSES, start=1)],
     )
-    json_file = annotation_dir / f"instances_{split}.json"
-    with open(json_file, "w", encoding="utf-8") as f:
-        json.dump(dataset, f, sort_keys=True, separators=(",", ":"))
-        f.write("\n")
-    return str(json_file)
+    return write_coco_json(annotation_dir, split, dataset)
 
 
 def ensure_shapes_dataset(
@@ -180,38 +175,13 @@ def ensure_shapes_dataset(
     digest = hashlib.sha256(params.encode("utf-8")).hexdigest()[:10]
     folder = parent / f"train{num_train}_val{num_val}_{digest}"
 
-    if not folder.is_dir():
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=parent))
-        try:
-            start = time.perf_counter()
-            for split, (num_images, seed) in splits.items():
-                generate_shapes_split(str(tmp), split, num_images=num_images, seed=seed)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not folder.is_dir():
-                    raise
-                # Another process finished first; its files are the same as ours.
-                logger.info("%s was generated concurrently; discarding this copy", folder)
-            else:
-                logger.info(
-                    "Generated the shapes dataset (%d train, %d val images) in %s in %.1f s",
-                    num_train, num_val, folder, time.perf_counter() - start,
-                )
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def generate(root: str) -> None:
+        for split, (num_images, seed) in splits.items():
+            generate_shapes_split(root, split, num_images=num_images, seed=seed)
 
-    located = {}
-    for split in splits:
-        json_file = folder / "annotations" / f"instances_{split}.json"
-        if not json_file.is_file():
-            raise FileNotFoundError(
-                f"ensure_shapes_dataset: {folder} exists but has no {json_file.name}; delete the folder to regenerate it"
-            )
-        located[split] = (str(json_file), str(folder / split))
-    return located
+    return ensure_generated(
+        folder, splits, generate, what=f"the shapes dataset ({num_train} train, {num_val} val images)", caller="ensure_shapes_dataset"
+    )
 
 
 def resolve_occlusions(

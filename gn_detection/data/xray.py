@@ -23,9 +23,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,7 +32,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from gn_detection.data.synthetic import PNG_COMPRESS_LEVEL, _erode, _rasterize, _smooth_field
+from .generated import ensure_generated, write_coco_json
+from .synthetic import PNG_COMPRESS_LEVEL, _erode, _rasterize, _smooth_field
 
 __all__ = ["XRAY_CLASSES", "XRAY_FILE_FORMATS", "ensure_xray_dataset", "generate_xray_split"]
 
@@ -214,11 +212,7 @@ def generate_xray_split(
         annotations=annotations,
         categories=[dict(id=i, name=name, supercategory="finding") for i, name in enumerate(XRAY_CLASSES, start=1)],
     )
-    json_file = annotation_dir / f"instances_{split}.json"
-    with open(json_file, "w", encoding="utf-8") as f:
-        json.dump(dataset, f, sort_keys=True, separators=(",", ":"))
-        f.write("\n")
-    return str(json_file)
+    return write_coco_json(annotation_dir, split, dataset)
 
 
 def ensure_xray_dataset(
@@ -258,38 +252,13 @@ def ensure_xray_dataset(
     digest = hashlib.sha256(params.encode("utf-8")).hexdigest()[:10]
     folder = parent / f"{file_format}_train{num_train}_val{num_val}_{digest}"
 
-    if not folder.is_dir():
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=parent))
-        try:
-            start = time.perf_counter()
-            for split, (num_images, seed) in splits.items():
-                generate_xray_split(str(tmp), split, num_images=num_images, seed=seed, file_format=file_format)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not folder.is_dir():
-                    raise
-                # Another process finished first; its files are the same as ours.
-                logger.info("%s was generated concurrently; discarding this copy", folder)
-            else:
-                logger.info(
-                    "Generated the chest X-ray dataset (%d train, %d val %s images) in %s in %.1f s",
-                    num_train, num_val, file_format, folder, time.perf_counter() - start,
-                )
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def generate(root: str) -> None:
+        for split, (num_images, seed) in splits.items():
+            generate_xray_split(root, split, num_images=num_images, seed=seed, file_format=file_format)
 
-    located = {}
-    for split in splits:
-        json_file = folder / "annotations" / f"instances_{split}.json"
-        if not json_file.is_file():
-            raise FileNotFoundError(
-                f"ensure_xray_dataset: {folder} exists but has no {json_file.name}; delete the folder to regenerate it"
-            )
-        located[split] = (str(json_file), str(folder / split))
-    return located
+    return ensure_generated(
+        folder, splits, generate, what=f"the chest X-ray dataset ({num_train} train, {num_val} val {file_format} images)", caller="ensure_xray_dataset"
+    )
 
 
 def _render_image(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, List[dict], np.ndarray]:

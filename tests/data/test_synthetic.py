@@ -176,7 +176,7 @@ def test_bad_arguments_are_named(tmp_path, kwargs, name):
 
 
 def test_ensure_generates_once_then_reuses(tmp_path, caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger=synthetic.__name__)
+    caplog.set_level(logging.INFO, logger="gn_detection.data")
     located = ensure_shapes_dataset(str(tmp_path), num_train=5, num_val=3)
     assert any("Generated" in r.getMessage() for r in caplog.records)
     assert set(located) == {"train", "val"}
@@ -221,7 +221,7 @@ def test_ensure_default_cache_dir_comes_from_environment(tmp_path, monkeypatch):
 
 
 def test_ensure_keeps_the_copy_that_finished_first(tmp_path, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger=synthetic.__name__)
+    caplog.set_level(logging.INFO, logger="gn_detection.data")
     original = synthetic.generate_shapes_split
     calls = []
 

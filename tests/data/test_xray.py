@@ -242,7 +242,7 @@ def test_bad_arguments_are_named(tmp_path, kwargs, name):
 
 
 def test_ensure_generates_once_then_reuses(tmp_path, caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger=xray.__name__)
+    caplog.set_level(logging.INFO, logger="gn_detection.data")
     located = ensure_xray_dataset(str(tmp_path), num_train=4, num_val=2)
     assert any("Generated" in r.getMessage() for r in caplog.records)
     assert set(located) == {"train", "val"}
