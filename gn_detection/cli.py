@@ -151,10 +151,13 @@ def _class_names(cfg) -> List[str]:
     return [f"class {k}" for k in range(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)]
 
 
-def _read_rgb_uint8(path: str) -> np.ndarray:
+def _read_rgb_uint8(path: str, cfg) -> np.ndarray:
+    """The image as drawn: RGB uint8, DICOM windowed as INPUT.DICOM says."""
     from .data.image_io import read_image
+    from .data.mapper import dicom_window_from_cfg
 
-    return np.clip(read_image(path, "RGB"), 0, 255).round().astype(np.uint8)
+    image = read_image(path, "RGB", dicom_window_from_cfg(cfg), cfg.INPUT.DICOM.FRAME)
+    return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
 def cmd_visualize(args) -> int:
@@ -198,7 +201,7 @@ def cmd_visualize(args) -> int:
         annotations = record["annotations"]
         masks = [segmentation_to_mask(a["segmentation"], record["height"], record["width"]) for a in annotations]
         drawn = draw_instances(
-            _read_rgb_uint8(record["file_name"]),
+            _read_rgb_uint8(record["file_name"], cfg),
             boxes=np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4),
             labels=np.array([a["category_id"] for a in annotations], dtype=np.int64),
             class_names=class_names,

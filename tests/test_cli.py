@@ -105,6 +105,11 @@ def test_fine_tune_on_synthetic_xrays_reports_ap_and_froc(tmp_path, monkeypatch)
     assert set(results) == {"bbox", "segm", "froc"}
     assert "sensitivity@0.125" in results["froc"] and 0 <= results["froc"]["mean_sensitivity"] <= 100
     assert "mean FROC sensitivity" in (output / "log.txt").read_text()
+    overlays = tmp_path / "overlays"
+    args = ["visualize", "--config-file", str(config), "--weights", str(output / "model_final.pth"),
+            "--dataset", "xray_val", "--num-images", "2", "--confidence-threshold", "0", "--output", str(overlays)]
+    assert main(args) == 0
+    assert sorted(p.name for p in overlays.iterdir()) == ["000001.png", "000002.png"]
 
 
 def test_prepare_and_pixel_stats_commands(tmp_path, capsys):

@@ -5,6 +5,7 @@ import torch
 
 from ..checkpoint.weights import load_weights
 from ..data.image_io import read_image
+from ..data.mapper import dicom_window_from_cfg
 from ..modeling import build_model
 
 __all__ = ["Predictor"]
@@ -25,11 +26,12 @@ class Predictor:
         self.model = build_model(cfg).eval()
         load_weights(self.model, weights, cfg=cfg)
         self.device = torch.device(cfg.MODEL.DEVICE)
+        self.read_options = dict(dicom_window=dicom_window_from_cfg(cfg), dicom_frame=cfg.INPUT.DICOM.FRAME)
 
     def __call__(self, path: str) -> Tuple[np.ndarray, Dict[str, torch.Tensor]]:
-        image = read_image(path, self.cfg.INPUT.FORMAT)
+        image = read_image(path, self.cfg.INPUT.FORMAT, **self.read_options)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
         with torch.no_grad():
             (detections,) = self.model([tensor])
-        rgb = np.clip(read_image(path, "RGB"), 0, 255).round().astype(np.uint8)
+        rgb = np.clip(read_image(path, "RGB", **self.read_options), 0, 255).round().astype(np.uint8)
         return rgb, {k: v.cpu() for k, v in detections.items()}
