@@ -232,7 +232,9 @@ def cmd_benchmark(args) -> int:
 
     opts = list(args.opts) + _input_size_opts(args.size)
     cfgs = {path: setup_cfg(path, opts) for path in [args.config_file, *(args.vs or [])]}
-    results = benchmark(cfgs, size=args.size, batch=args.batch, iters=args.iters, warmup=args.warmup)
+    results = benchmark(
+        cfgs, size=args.size, batch=args.batch, iters=args.iters, warmup=args.warmup, precision=args.precision
+    )
     first = results[args.config_file]
     ratios = {
         name: dict(
@@ -255,6 +257,7 @@ def cmd_benchmark(args) -> int:
         size=args.size,
         batch=args.batch,
         iters=args.iters,
+        precision=args.precision,
         torch_threads=torch.get_num_threads(),
         results=results,
         ratios_to_first=ratios,
@@ -478,6 +481,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=2, metavar="B", help="images per step (2)")
     bench.add_argument("--iters", type=int, default=5, metavar="N", help="measured steps per config (5)")
     bench.add_argument("--warmup", type=int, default=2, metavar="W", help="unmeasured steps first (2)")
+    bench.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+        help="autocast the forward passes to this precision (fp16: CUDA only)",
+    )
     bench.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_benchmark)

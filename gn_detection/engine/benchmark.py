@@ -1,4 +1,5 @@
 """Seconds per training step and per inference image, two configs measured side by side."""
+import contextlib
 import logging
 import statistics
 import time
@@ -11,7 +12,10 @@ from torchvision.ops import FrozenBatchNorm2d
 from ..modeling import build_model
 from .solver import build_optimizer
 
-__all__ = ["synthetic_batch", "benchmark", "calibrate_frozen_batchnorm"]
+__all__ = ["PRECISIONS", "synthetic_batch", "benchmark", "calibrate_frozen_batchnorm"]
+
+# --precision -> autocast dtype (None: plain fp32)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +69,9 @@ def calibrate_frozen_batchnorm(model: nn.Module, images: List[torch.Tensor]) -> 
 
 
 class _Variant:
-    def __init__(self, name: str, cfg, images, targets):
+    def __init__(self, name: str, cfg, images, targets, amp_dtype: Optional[torch.dtype] = None):
         self.name = name
+        self.amp_dtype = amp_dtype
         torch.manual_seed(0)
         self.model = build_model(cfg)
         self.optimizer = build_optimizer(cfg, self.model)
@@ -87,11 +92,17 @@ class _Variant:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def train_step(self) -> float:
         self.model.train()
         self._sync()
         start = time.perf_counter()
-        losses = self.model(self.images, self.targets)
+        with self._autocast():
+            losses = self.model(self.images, self.targets)
         self.optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         self.optimizer.step()
@@ -102,21 +113,28 @@ class _Variant:
         self.model.eval()
         self._sync()
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             self.model(self.images)
         self._sync()
         return (time.perf_counter() - start) / len(self.images)
 
 
-def benchmark(cfgs: Dict[str, object], *, size: int, batch: int, iters: int, warmup: int = 2) -> Dict[str, Dict]:
+def benchmark(
+    cfgs: Dict[str, object], *, size: int, batch: int, iters: int, warmup: int = 2, precision: str = "fp32"
+) -> Dict[str, Dict]:
     """Median seconds per training step and per inference image of each config.
 
     The variants run interleaved (A B A B ...) in this process on the same fixed inputs, so
     drifts in the machine's speed hit them alike; only ratios between them are meaningful.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    devices = {torch.device(cfg.MODEL.DEVICE).type for cfg in cfgs.values()}
+    if precision == "fp16" and devices != {"cuda"}:
+        raise ValueError("--precision fp16 needs MODEL.DEVICE cuda; use bf16 on the CPU")
     num_classes = {cfg.MODEL.ROI_HEADS.NUM_CLASSES for cfg in cfgs.values()}.pop()
     images, targets = synthetic_batch(batch, size, num_classes)
-    variants = [_Variant(name, cfg, images, targets) for name, cfg in cfgs.items()]
+    variants = [_Variant(name, cfg, images, targets, PRECISIONS[precision]) for name, cfg in cfgs.items()]
     for i in range(warmup + iters):
         for v in variants:
             train, infer = v.train_step(), v.inference()

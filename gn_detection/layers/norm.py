@@ -7,7 +7,9 @@ of ``NORM_REGISTRY`` is called as ``ctor(channels)``, channels first, so GN is a
 import functools
 from typing import Callable, Optional, Union
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..utils.registry import Registry, lookup
@@ -59,6 +61,13 @@ class GroupNorm(nn.GroupNorm):
     @classmethod
     def from_config(cls, cfg) -> dict:
         return dict(num_groups=cfg.MODEL.GROUP_NORM.NUM_GROUPS, eps=cfg.MODEL.GROUP_NORM.EPSILON)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Statistics in fp32: a group's mean and variance sum thousands of values, which
+            # bf16's 8-bit mantissa (or fp16's range) cannot hold; CPU autocast leaves GN in bf16.
+            return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+        return super().forward(x)
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:

@@ -51,3 +51,34 @@ def test_calibrated_frozen_bn_normalizes_its_input(tiny_cfg):
         normalized = stem.norm(pre_norm)
     assert normalized.mean(dim=(0, 2, 3)).abs().max() < 1e-3
     assert (normalized.var(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+
+
+def test_bf16_autocast_losses_agree_with_fp32_on_a_fixed_batch(tiny_cfg):
+    """Tolerance: 5 % of each loss. bf16 keeps 8 bits of mantissa in the convolutions; GN
+    statistics stay in fp32. Sampling takes every anchor and RoI and only ground-truth boxes are
+    positive RoIs, so a proposal moving by a rounding error cannot change which terms count."""
+    from gn_detection import build_model
+    from tests.engine.test_trainer import EXACT_SAMPLING
+
+    for key in ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", "MODEL.RPN.POSITIVE_FRACTION", "MODEL.RPN.IOU_THRESHOLDS",
+                "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "MODEL.ROI_HEADS.IOU_THRESHOLDS"):
+        tiny_cfg.merge_from_list([key, EXACT_SAMPLING[key]])
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).train()
+    images, targets = synthetic_batch(2, 96, 3, seed=3)
+    torch.manual_seed(0)
+    fp32 = model(images, targets)
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model(images, targets)
+    assert set(fp32) == set(bf16)
+    for key in fp32:
+        assert bf16[key].dtype == torch.float32 or bf16[key].dtype == torch.bfloat16
+        assert abs(bf16[key].item() - fp32[key].item()) <= 0.05 * abs(fp32[key].item()) + 1e-3, key
+
+
+def test_benchmark_precision_is_checked(tmp_path):
+    assert main(["benchmark", "--config-file", str(TINY_CONFIG), "--size", "64", "--batch", "1", "--iters", "1",
+                 "--warmup", "0", "--precision", "bf16", "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["precision"] == "bf16"
+    assert main(["benchmark", "--config-file", str(TINY_CONFIG), "--precision", "fp16", "--size", "64"]) == 2

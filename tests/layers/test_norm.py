@@ -154,3 +154,18 @@ def test_convert_frozen_batchnorm_keeps_statistics_and_leaves_gn_alone():
     converted = convert_frozen_batchnorm(model)
     assert isinstance(converted[1], FrozenBatchNorm2d) and isinstance(converted[2], GroupNorm)
     torch.testing.assert_close(converted(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gn_keeps_its_statistics_in_fp32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 64, 32, 32, generator=g) * 4 + 100).to(torch.bfloat16)  # a large mean
+    gn = GroupNorm(64, num_groups=8)
+    _random_affine(gn)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = gn(x)
+    assert y.dtype == torch.bfloat16
+    reference = F.group_norm(x.double(), 8, gn.weight.double(), gn.bias.double(), 1e-5)
+    # only the final rounding to bf16 is lost (8 bits of mantissa: relative 2^-8)
+    torch.testing.assert_close(y.double(), reference, rtol=2**-7, atol=2**-7 * reference.abs().max().item())
+    naive = F.group_norm(x, 8, gn.weight.to(torch.bfloat16), gn.bias.to(torch.bfloat16), 1e-5)
+    assert (naive.double() - reference).abs().max() > (y.double() - reference).abs().max()
