@@ -227,15 +227,16 @@ def _cpu_name() -> str:
 
 
 def cmd_benchmark(args) -> int:
-    """Time training steps and inference of a config, and of others side by side with it."""
+    """Time training steps and inference of a config, and of others (or other precisions) side by
+    side with it."""
     from .engine.benchmark import benchmark
 
     opts = list(args.opts) + _input_size_opts(args.size)
     cfgs = {path: setup_cfg(path, opts) for path in [args.config_file, *(args.vs or [])]}
     results = benchmark(
-        cfgs, size=args.size, batch=args.batch, iters=args.iters, warmup=args.warmup, precision=args.precision
+        cfgs, size=args.size, batch=args.batch, iters=args.iters, warmup=args.warmup, precisions=args.precision
     )
-    first = results[args.config_file]
+    first = next(iter(results.values()))
     ratios = {
         name: dict(
             train_step=r["train_step_s"] / first["train_step_s"],
@@ -249,7 +250,7 @@ def cmd_benchmark(args) -> int:
         f"{ratios[n]['train_step']:12.3f} {ratios[n]['inference']:12.3f}"
         for n, r in results.items()
     ]
-    lines.append("ratios are to the first config, measured interleaved in this process")
+    lines.append("ratios are to the first variant, measured interleaved in this process")
     device = torch.device(cfgs[args.config_file].MODEL.DEVICE)
     report = dict(
         machine=_cpu_name(),
@@ -257,7 +258,7 @@ def cmd_benchmark(args) -> int:
         size=args.size,
         batch=args.batch,
         iters=args.iters,
-        precision=args.precision,
+        precisions=args.precision,
         torch_threads=torch.get_num_threads(),
         results=results,
         ratios_to_first=ratios,
@@ -482,8 +483,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--iters", type=int, default=5, metavar="N", help="measured steps per config (5)")
     bench.add_argument("--warmup", type=int, default=2, metavar="W", help="unmeasured steps first (2)")
     bench.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-        help="autocast the forward passes to this precision (fp16: CUDA only)",
+        "--precision", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"], metavar="P",
+        help="fp32, bf16 or fp16 (CUDA only): autocast the forward passes; several are measured side by side",
     )
     bench.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
     _add_config_arguments(bench)

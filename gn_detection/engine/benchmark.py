@@ -120,21 +120,33 @@ class _Variant:
 
 
 def benchmark(
-    cfgs: Dict[str, object], *, size: int, batch: int, iters: int, warmup: int = 2, precision: str = "fp32"
+    cfgs: Dict[str, object],
+    *,
+    size: int,
+    batch: int,
+    iters: int,
+    warmup: int = 2,
+    precisions: Sequence[str] = ("fp32",),
 ) -> Dict[str, Dict]:
-    """Median seconds per training step and per inference image of each config.
+    """Median seconds per training step and per inference image of each config at each precision.
 
     The variants run interleaved (A B A B ...) in this process on the same fixed inputs, so
-    drifts in the machine's speed hit them alike; only ratios between them are meaningful.
+    drifts in the machine's speed hit them alike; only ratios between them are meaningful. With
+    several precisions a variant is named ``"<config> [<precision>]"``.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ValueError(f"--precision {list(precisions)}: expected some of {sorted(PRECISIONS)}")
     devices = {torch.device(cfg.MODEL.DEVICE).type for cfg in cfgs.values()}
-    if precision == "fp16" and devices != {"cuda"}:
+    if "fp16" in precisions and devices != {"cuda"}:
         raise ValueError("--precision fp16 needs MODEL.DEVICE cuda; use bf16 on the CPU")
     num_classes = {cfg.MODEL.ROI_HEADS.NUM_CLASSES for cfg in cfgs.values()}.pop()
     images, targets = synthetic_batch(batch, size, num_classes)
-    variants = [_Variant(name, cfg, images, targets, PRECISIONS[precision]) for name, cfg in cfgs.items()]
+    variants = [
+        _Variant(name if len(precisions) == 1 else f"{name} [{p}]", cfg, images, targets, PRECISIONS[p])
+        for name, cfg in cfgs.items()
+        for p in precisions
+    ]
     for i in range(warmup + iters):
         for v in variants:
             train, infer = v.train_step(), v.inference()

@@ -20,7 +20,7 @@ def test_benchmark_compares_two_configs_and_writes_json(tmp_path, capsys):
     assert gn["parameters_m"] > bn["parameters_m"]  # GN has affine parameters, frozen BN buffers
     assert report["ratios_to_first"][str(frozen_bn)]["train_step"] == bn["train_step_s"] / gn["train_step_s"]
     assert report["ratios_to_first"][str(TINY_CONFIG)] == dict(train_step=1.0, inference=1.0)
-    assert "ratios are to the first config" in capsys.readouterr().out
+    assert "ratios are to the first variant" in capsys.readouterr().out
 
 
 def test_synthetic_batch_is_fixed_by_its_seed():
@@ -77,8 +77,10 @@ def test_bf16_autocast_losses_agree_with_fp32_on_a_fixed_batch(tiny_cfg):
         assert abs(bf16[key].item() - fp32[key].item()) <= 0.05 * abs(fp32[key].item()) + 1e-3, key
 
 
-def test_benchmark_precision_is_checked(tmp_path):
-    assert main(["benchmark", "--config-file", str(TINY_CONFIG), "--size", "64", "--batch", "1", "--iters", "1",
-                 "--warmup", "0", "--precision", "bf16", "--json", str(tmp_path / "b.json")]) == 0
-    assert json.loads((tmp_path / "b.json").read_text())["precision"] == "bf16"
+def test_benchmark_measures_precisions_side_by_side(tmp_path):
+    assert main(["benchmark", "--size", "64", "--batch", "1", "--iters", "1", "--warmup", "0", "--precision",
+                 "fp32", "bf16", "--json", str(tmp_path / "b.json"), "--config-file", str(TINY_CONFIG)]) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["precisions"] == ["fp32", "bf16"]
+    assert list(report["ratios_to_first"]) == [f"{TINY_CONFIG} [fp32]", f"{TINY_CONFIG} [bf16]"]
     assert main(["benchmark", "--config-file", str(TINY_CONFIG), "--precision", "fp16", "--size", "64"]) == 2
