@@ -142,29 +142,20 @@ def cmd_train(args) -> int:
 
 
 def _class_names(cfg) -> List[str]:
+    """The class names of the first test (or else training) dataset; generic names without one."""
     from .data.build import load_datasets
 
-    for key in ("DATASETS.TEST", "DATASETS.TRAIN"):
-        names = cfg.DATASETS.TEST if key == "DATASETS.TEST" else cfg.DATASETS.TRAIN
+    for key, names in (("DATASETS.TEST", cfg.DATASETS.TEST), ("DATASETS.TRAIN", cfg.DATASETS.TRAIN)):
         if names:
             return load_datasets(names[:1], filter_empty=False, key=key).thing_classes
     return [f"class {k}" for k in range(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)]
-
-
-def _read_rgb_uint8(path: str, cfg) -> np.ndarray:
-    """The image as drawn: RGB uint8, DICOM windowed as INPUT.DICOM says."""
-    from .data.image_io import read_image
-    from .data.mapper import dicom_window_from_cfg
-
-    image = read_image(path, "RGB", dicom_window_from_cfg(cfg), cfg.INPUT.DICOM.FRAME)
-    return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
 def cmd_visualize(args) -> int:
     """Draw a model's detections (--weights) or a dataset's ground truth as PNGs."""
     from .data.build import load_datasets
     from .data.coco import segmentation_to_mask
-    from .engine.predictor import Predictor
+    from .engine.predictor import Predictor, read_display_image
     from .utils.visualizer import draw_instances, save_png
 
     cfg = setup_cfg(args.config_file, args.opts)
@@ -201,7 +192,7 @@ def cmd_visualize(args) -> int:
         annotations = record["annotations"]
         masks = [segmentation_to_mask(a["segmentation"], record["height"], record["width"]) for a in annotations]
         drawn = draw_instances(
-            _read_rgb_uint8(record["file_name"], cfg),
+            read_display_image(record["file_name"], cfg),
             boxes=np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4),
             labels=np.array([a["category_id"] for a in annotations], dtype=np.int64),
             class_names=class_names,

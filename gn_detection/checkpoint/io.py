@@ -3,11 +3,12 @@ import codecs
 import collections
 import os
 import pickle
-import tempfile
 from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 import torch
+
+from ..utils.file_io import atomic_write
 
 try:  # numpy >= 2 moved its internals to numpy._core; numpy.core is a warning shim there
     from numpy._core import multiarray as _np_multiarray
@@ -25,29 +26,13 @@ __all__ = [
 ]
 
 
-def _atomic_replace(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def atomic_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file beside ``path``, then rename it over ``path``."""
-    _atomic_replace(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    _atomic_replace(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def load_torch_file(path: str) -> Any:

@@ -5,7 +5,6 @@ Every PIL mode a dataset is likely to hold is accepted: 8-bit RGB, gray (``L``),
 are scaled into 0-255 as floats rather than rounded to 8 bits, so their precision survives.
 """
 import os
-from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps

@@ -24,21 +24,20 @@ line and the values. Everything else worth a look (images without annotations, w
 empty masks, which are skipped; files that are neither images nor masks) goes to the
 ``PrepareReport``.
 """
-import contextlib
 import csv
 import difflib
-import json
 import logging
 import math
 import os
 import posixpath
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
+
+from ..utils.file_io import atomic_write_json
 
 __all__ = [
     "CSV_COLUMNS",
@@ -349,7 +348,7 @@ def _finish(
         "annotations": ordered,
         "categories": [{"id": k, "name": name} for k, name in enumerate(classes, start=1)],
     }
-    _write_json_atomic(data, output_json)
+    atomic_write_json(output_json, data)
     logger.info(
         "%s: %d images (%d without annotations), %d annotations",
         output_json, len(images), len(report.images_without_annotations), len(ordered),
@@ -695,19 +694,3 @@ def _few(values: Sequence) -> str:
     return shown + (f", ... and {len(values) - _LISTED} more" if len(values) > _LISTED else "")
 
 
-def _write_json_atomic(data: dict, output_json: str) -> None:
-    """Write to a temporary file beside ``output_json``, then rename: a reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(output_json))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".prepare-", suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the JSON is a dataset, readable like the images
-        os.replace(tmp, output_json)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise

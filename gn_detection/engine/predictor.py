@@ -8,7 +8,13 @@ from ..data.image_io import read_image
 from ..data.mapper import dicom_window_from_cfg
 from ..modeling import build_model
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "read_display_image"]
+
+
+def read_display_image(path: str, cfg) -> np.ndarray:
+    """The image as it is drawn: RGB uint8 (H, W, 3), a DICOM windowed as INPUT.DICOM says."""
+    image = read_image(path, "RGB", dicom_window_from_cfg(cfg), cfg.INPUT.DICOM.FRAME)
+    return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
 class Predictor:
@@ -33,5 +39,4 @@ class Predictor:
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
         with torch.no_grad():
             (detections,) = self.model([tensor])
-        rgb = np.clip(read_image(path, "RGB", **self.read_options), 0, 255).round().astype(np.uint8)
-        return rgb, {k: v.cpu() for k, v in detections.items()}
+        return read_display_image(path, self.cfg), {k: v.cpu() for k, v in detections.items()}

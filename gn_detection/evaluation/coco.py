@@ -8,10 +8,8 @@ Optionally also FROC, the medical-detection sensitivities at fixed false positiv
 import contextlib
 import copy
 import io
-import json
 import logging
 import os
-import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from tabulate import tabulate
 
 from ..utils import comm
+from ..utils.file_io import atomic_write_json
 from .froc import FROC_FPS_PER_IMAGE
 from .froc import froc as compute_froc
 
@@ -213,8 +212,9 @@ class COCOEvaluator:
             metrics["froc"] = self._evaluate_froc(coco_results, image_ids)
         if self._output_dir:
             folder = os.path.join(self._output_dir, "inference")
-            _write_json_atomically(os.path.join(folder, "coco_instances_results.json"), coco_results)
-            _write_json_atomically(os.path.join(folder, "results.json"), metrics)
+            for name, data in (("coco_instances_results.json", coco_results), ("results.json", metrics)):
+                atomic_write_json(os.path.join(folder, name), data)
+                logger.info("wrote %s", os.path.join(folder, name))
         return metrics
 
     def _evaluate_task(self, task: str, coco_results: List[dict], image_ids: List[int]) -> dict:
@@ -335,20 +335,3 @@ def _stdout_to_debug_log() -> Iterator[None]:
             yield
     finally:
         writer.flush()
-
-
-def _write_json_atomically(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file in the same folder, so a reader
-    never sees half a file."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    logger.info("wrote %s", path)

@@ -5,13 +5,13 @@ not its class, so two overlapping instances of one class still look apart, and t
 always give the same picture.
 """
 import functools
-import os
-import uuid
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from .file_io import atomic_write
 
 __all__ = ["PALETTE", "draw_instances", "save_png"]
 
@@ -125,19 +125,7 @@ def save_png(image: ArrayLike, path: str) -> None:
     renamed over ``path``, so a reader never sees half a file.
     """
     rgb = _to_rgb_uint8(image)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    # os.open rather than tempfile.mkstemp: mkstemp makes the file 0600, this honours the umask
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(rgb).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
 
 
 def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from gn_detection.data import synthetic
-from gn_detection.data.synthetic import SHAPE_CLASSES, ensure_shapes_dataset, generate_shapes_split, resolve_occlusions
+from gn_detection.data.synthetic import ensure_shapes_dataset, generate_shapes_split, resolve_occlusions
 
 # pycocotools' decode trips numpy 2's copy=False deprecation; nothing here can change that.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
