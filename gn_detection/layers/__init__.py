@@ -9,6 +9,7 @@ from .norm import (
     is_norm,
     norm_from_cfg,
 )
+from .roi_align import roi_align
 from .shape_spec import ShapeSpec
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "get_norm",
     "is_norm",
     "norm_from_cfg",
+    "roi_align",
 ]

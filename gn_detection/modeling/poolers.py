@@ -4,9 +4,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
-from torchvision.ops import roi_align
 
-from ..layers import ShapeSpec
+from ..layers import ShapeSpec, roi_align
 
 __all__ = ["ROIPooler", "POOLER_TYPES", "assign_boxes_to_levels", "build_pooler"]
 
@@ -83,7 +82,7 @@ class ROIPooler(nn.Module):
     def _pool(self, feature: torch.Tensor, rois: torch.Tensor, scale: float) -> torch.Tensor:
         return roi_align(
             feature,
-            rois.to(feature.dtype),
+            rois,
             self.output_size,
             spatial_scale=scale,
             sampling_ratio=self.sampling_ratio,
