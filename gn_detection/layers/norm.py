@@ -63,11 +63,13 @@ class GroupNorm(nn.GroupNorm):
         return dict(num_groups=cfg.MODEL.GROUP_NORM.NUM_GROUPS, eps=cfg.MODEL.GROUP_NORM.EPSILON)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype in (torch.float16, torch.bfloat16):
-            # Statistics in fp32: a group's mean and variance sum thousands of values, which
-            # bf16's 8-bit mantissa (or fp16's range) cannot hold; CPU autocast leaves GN in bf16.
+        # Statistics in fp32: a group's mean and variance sum thousands of values, which bf16's
+        # 8-bit mantissa (or fp16's range) cannot hold. The CPU kernel takes bf16 input with fp32
+        # parameters and accumulates in fp32 (tested); elsewhere the input is cast up, as CUDA
+        # autocast would do itself. Casting on the CPU would cost more than the kernel.
+        if x.dtype in (torch.float16, torch.bfloat16) and not (x.device.type == "cpu" and x.dtype == torch.bfloat16):
             return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
-        return super().forward(x)
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:

@@ -156,16 +156,26 @@ def test_convert_frozen_batchnorm_keeps_statistics_and_leaves_gn_alone():
     torch.testing.assert_close(converted(x), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_gn_keeps_its_statistics_in_fp32_under_bf16_autocast():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gn_keeps_its_statistics_in_fp32_under_bf16_autocast(memory_format):
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(2, 64, 32, 32, generator=g) * 4 + 100).to(torch.bfloat16)  # a large mean
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
     gn = GroupNorm(64, num_groups=8)
     _random_affine(gn)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = gn(x)
     assert y.dtype == torch.bfloat16
-    reference = F.group_norm(x.double(), 8, gn.weight.double(), gn.bias.double(), 1e-5)
+    x64 = x.detach().double().requires_grad_()
+    reference = F.group_norm(x64, 8, gn.weight.double(), gn.bias.double(), 1e-5)
     # only the final rounding to bf16 is lost (8 bits of mantissa: relative 2^-8)
     torch.testing.assert_close(y.double(), reference, rtol=2**-7, atol=2**-7 * reference.abs().max().item())
-    naive = F.group_norm(x, 8, gn.weight.to(torch.bfloat16), gn.bias.to(torch.bfloat16), 1e-5)
-    assert (naive.double() - reference).abs().max() > (y.double() - reference).abs().max()
+    if memory_format == torch.contiguous_format:  # PyTorch's NHWC kernel rounds bf16 more in both
+        naive = F.group_norm(x.detach(), 8, gn.weight.to(torch.bfloat16), gn.bias.to(torch.bfloat16), 1e-5)
+        assert (naive.double() - reference).abs().max() > (y.double() - reference).abs().max()
+
+    grad = torch.randn(y.shape, generator=g)
+    y.backward(grad.to(torch.bfloat16))
+    reference.backward(grad.double())
+    assert gn.weight.grad.dtype == torch.float32  # parameters and their gradients stay fp32
+    assert (x.grad.double() - x64.grad).abs().max() <= 2**-6 * x64.grad.abs().max()
