@@ -214,7 +214,9 @@ def test_torchvision_resnet_matches_our_backbone_on_the_same_image_in_bgr(tmp_pa
         expected = tv.layer4(tv.layer3(tv.layer2(tv.layer1(x))))
         bgr = rgb.flip(1)
         ours = model.backbone.bottom_up(model.transform.normalize(bgr[0])[None])["res5"]
-    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    # Our backbone runs NHWC (MODEL.CHANNELS_LAST), whose convolutions sum in another order; a
+    # wrongly permuted stem would be off by far more.
+    torch.testing.assert_close(ours, expected, rtol=1e-3, atol=1e-3)
 
 
 def test_timm_resnet_gn_names_load_exactly(tmp_path):

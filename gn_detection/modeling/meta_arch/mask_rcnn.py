@@ -1,3 +1,4 @@
+import torch
 from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
@@ -27,6 +28,7 @@ class MaskRCNN(GeneralizedRCNN):
         rpn: proposals from the features.
         roi_heads: detections and masks from the features and proposals.
         transform: normalization, resizing and batching of the input images.
+        channels_last: run the backbone in NHWC memory order.
 
     Images are (C, H, W) float tensors in 0-255, channels in INPUT.FORMAT order; targets hold
     ``boxes`` (G, 4) XYXY float, ``labels`` (G,) int64 and ``masks`` (G, H, W) uint8.
@@ -39,8 +41,12 @@ class MaskRCNN(GeneralizedRCNN):
         rpn: RegionProposalNetwork,
         roi_heads: RoIHeads,
         transform: nn.Module,
+        channels_last: bool = False,
     ):
         super().__init__(backbone, rpn, roi_heads, transform)
+        if channels_last:
+            backbone.to(memory_format=torch.channels_last)
+            backbone.register_forward_pre_hook(_to_channels_last)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -51,4 +57,9 @@ class MaskRCNN(GeneralizedRCNN):
             rpn=build_rpn(cfg, shapes),
             roi_heads=build_roi_heads(cfg, shapes),
             transform=build_transform(cfg, backbone.size_divisibility),
+            channels_last=cfg.MODEL.CHANNELS_LAST,
         )
+
+
+def _to_channels_last(module: nn.Module, inputs):
+    return tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)

@@ -116,3 +116,21 @@ def test_detectron2_resize_style_rounds_sizes_and_pastes_masks_inside_their_boxe
     tiny_cfg.INPUT.RESIZE_STYLE = "pillow"
     with pytest.raises(ValueError, match="INPUT.RESIZE_STYLE='pillow'"):
         build_model(tiny_cfg)
+
+
+def test_channels_last_backbone_gives_the_same_losses_and_state_dict(tiny_cfg):
+    images, targets = zip(*[make_sample(64, 80, 2, 3, seed) for seed in (0, 1)])
+    losses, states = {}, {}
+    for channels_last in (False, True):
+        tiny_cfg.MODEL.CHANNELS_LAST = channels_last
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg).train()
+        stem = model.backbone.bottom_up.stem.conv1.weight
+        assert stem.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.manual_seed(0)
+        losses[channels_last] = model(list(images), list(targets))
+        states[channels_last] = model.state_dict()
+    for name, value in states[False].items():
+        assert states[True][name].equal(value), name  # checkpoints do not depend on the layout
+    for name, loss in losses[False].items():
+        torch.testing.assert_close(losses[True][name], loss, rtol=1e-4, atol=1e-5)
