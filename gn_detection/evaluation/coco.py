@@ -6,7 +6,6 @@ Optionally also FROC, the medical-detection sensitivities at fixed false positiv
 (froc.py).
 """
 import contextlib
-import copy
 import io
 import logging
 import os
@@ -226,12 +225,10 @@ class COCOEvaluator:
             self._log(task, metrics, names)
             return metrics
 
-        # loadRes adds keys to the entries, so it gets a copy
-        results = copy.deepcopy(coco_results)
-        if task == "segm":
-            # without a box, loadRes takes each detection's area from its mask, as COCO does
-            for result in results:
-                result.pop("bbox", None)
+        # loadRes adds keys to the entries (never changes their values), so it gets new dicts.
+        # Without a box, loadRes takes each segm detection's area from its mask, as COCO does.
+        drop = {"bbox"} if task == "segm" else set()
+        results = [{k: v for k, v in r.items() if k not in drop} for r in coco_results]
         with _stdout_to_debug_log():
             coco_dt = self._coco_gt.loadRes(results)
             coco_eval = self._make_coco_eval(coco_dt, task)

@@ -12,7 +12,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from gn_detection.evaluation import COCOEvaluator
+from gn_detection.evaluation import BACKENDS, COCOEvaluator
 from gn_detection.evaluation import coco as coco_module
 from gn_detection.evaluation.froc import froc
 
@@ -278,3 +278,24 @@ def test_bad_arguments_raise(gt_file, monkeypatch):
         evaluator.process([11], [output])
     with pytest.raises(ValueError, match="no image with id 99"):
         evaluator.process([99], [dict(output, labels=torch.tensor([1]))])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_leaves_the_processed_detections_as_they_were(tmp_path, backend):
+    """loadRes adds keys to what it is given; the evaluator hands it new dicts, not copies of
+    every mask, and a second evaluate scores the same detections."""
+    import copy
+
+    from gn_detection.evaluation.benchmark import _model_outputs, synthetic_coco
+
+    dataset, results = synthetic_coco(8, seed=1)
+    json_file = tmp_path / "gt.json"
+    json_file.write_text(json.dumps(dataset))
+    category_ids = [c["id"] for c in dataset["categories"]]
+    evaluator = COCOEvaluator(str(json_file), category_ids=category_ids, backend=backend)
+    for image_id, output in _model_outputs(dataset, results, category_ids, with_masks=True):
+        evaluator.process([image_id], [output])
+    before = copy.deepcopy(evaluator._predictions)
+    first = evaluator.evaluate()
+    assert evaluator._predictions == before
+    assert json.dumps(evaluator.evaluate()) == json.dumps(first)
