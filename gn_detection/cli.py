@@ -15,6 +15,7 @@ from .config import ConfigError, get_cfg
 from .layers import is_norm
 from .modeling import build_model
 from .utils import comm
+from .utils.file_io import atomic_write_json
 from .utils.logger import setup_logging
 from .utils.registry import UnknownNameError
 
@@ -52,11 +53,12 @@ def _synthetic_sample(size: int, num_classes: int):
     return image, target
 
 
-def _input_size_opts(size: int) -> List[str]:
-    """Overrides that make the model take S x S images as they are, without resizing."""
+def _input_size_opts(size) -> List[str]:
+    """Overrides that make the model take S x S (or H x W) images as they are, without resizing."""
+    short, long = (size, size) if isinstance(size, int) else sorted(size)
     return [
-        "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MAX_SIZE_TRAIN", str(size),
-        "INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size),
+        "INPUT.MIN_SIZE_TRAIN", f"({short},)", "INPUT.MAX_SIZE_TRAIN", str(long),
+        "INPUT.MIN_SIZE_TEST", str(short), "INPUT.MAX_SIZE_TEST", str(long),
     ]
 
 
@@ -204,62 +206,47 @@ def cmd_visualize(args) -> int:
     return 0
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def cmd_benchmark(args) -> int:
-    """Time training steps and inference of a config, and of others (or other precisions) side by
-    side with it."""
-    from .engine.benchmark import benchmark
+    """Time training steps and inference of a config, side by side with other configs,
+    precisions or reference models, and record peak memory."""
+    from .engine.benchmark import benchmark, describe_machine, format_report, ratios_to_first
+    from .engine.reference_models import REFERENCES
 
-    opts = list(args.opts) + _input_size_opts(args.size)
-    cfgs = {path: setup_cfg(path, opts) for path in [args.config_file, *(args.vs or [])]}
+    size = tuple(args.size) if len(args.size) == 2 else args.size[0]
+    opts = list(args.opts) + _input_size_opts(size)
+    others = args.vs or []
+    references = [v for v in others if v in REFERENCES and not os.path.exists(v)]
+    paths = [args.config_file] + [v for v in others if v not in references]
+    cfgs = {path: setup_cfg(path, opts) for path in paths}
     results = benchmark(
-        cfgs, size=args.size, batch=args.batch, iters=args.iters, warmup=args.warmup, precisions=args.precision
+        cfgs, size=size, batch=args.batch, iters=args.iters, warmup=args.warmup, precisions=args.precision,
+        references=references,
     )
-    first = next(iter(results.values()))
-    ratios = {
-        name: dict(
-            train_step=r["train_step_s"] / first["train_step_s"],
-            inference=r["inference_s_per_image"] / first["inference_s_per_image"],
-        )
-        for name, r in results.items()
-    }
-    lines = [f"{'config':60s} {'train s/step':>12s} {'infer s/img':>12s} {'train ratio':>12s} {'infer ratio':>12s}"]
-    lines += [
-        f"{n:60s} {r['train_step_s']:12.3f} {r['inference_s_per_image']:12.3f} "
-        f"{ratios[n]['train_step']:12.3f} {ratios[n]['inference']:12.3f}"
-        for n, r in results.items()
-    ]
-    lines.append("ratios are to the first variant, measured interleaved in this process")
-    device = torch.device(cfgs[args.config_file].MODEL.DEVICE)
-    report = dict(
-        machine=_cpu_name(),
-        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        size=args.size,
-        batch=args.batch,
-        iters=args.iters,
-        precisions=args.precision,
-        torch_threads=torch.get_num_threads(),
-        results=results,
-        ratios_to_first=ratios,
-    )
-    print("\n".join(lines))
+    print(format_report(results))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        report = dict(
+            describe_machine(torch.device(cfgs[args.config_file].MODEL.DEVICE)),
+            size=list(args.size), batch=args.batch, iters=args.iters, warmup=args.warmup,
+            precisions=args.precision, results=results, ratios_to_first=ratios_to_first(results),
+        )
+        atomic_write_json(args.json, report)
     return 0
+
+
+def cmd_benchmark_eval(args) -> int:
+    """Time COCOEvaluator with pycocotools and with faster-coco-eval on the same synthetic
+    ground truth and detections (boxes and masks), interleaved, and check that every AP agrees."""
+    from .evaluation.benchmark import benchmark_evaluator
+
+    report = benchmark_evaluator(args.images, repeats=args.repeats, seed=args.seed)
+    print(f"{report['num_images']} images, {report['num_annotations']} objects, {report['num_detections']} detections")
+    for backend, seconds in report["seconds"].items():
+        print(f"{backend:20s} {seconds:8.3f} s (median of {report['repeats']})")
+    print(f"speed-up {report['speedup']:.2f}x; every AP identical: {report['identical_ap']} "
+          f"(largest difference {report['max_abs_diff']:.2g} AP)")
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 0 if report["identical_ap"] else 1
 
 
 def cmd_convert(args) -> int:
@@ -462,24 +449,43 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "benchmark",
-        help="median seconds per training step and per inference image, optionally vs a second config",
+        help="seconds per training step and inference image, and peak memory, side by side with other "
+        "configs, precisions or torchvision's / detectron2's model",
         description=cmd_benchmark.__doc__
-        + " Inputs are fixed synthetic S x S images with rectangle instances, fed at that size (the"
-        " INPUT sizes are set to S); the configs run interleaved"
-        " (A B A B ...) after a warm-up, so only their ratio is comparable across machines.",
+        + " Inputs are fixed synthetic images with rectangle instances, fed at their size (the INPUT"
+        " sizes are set to it); the variants run interleaved (A B A B ...) after a warm-up, so only"
+        " their ratios are comparable across machines. A step's optimizer has LR 0, so the models and"
+        " their RoI loads stay the same, and frozen BN is calibrated on the images first.",
     )
-    bench.add_argument("--vs", nargs="+", metavar="CFG2", help="configs to measure side by side with the first")
-    bench.add_argument("--size", type=int, default=320, metavar="S", help="square input size in pixels (320)")
+    bench.add_argument(
+        "--vs", nargs="+", metavar="CFG2",
+        help="configs to measure side by side with the first, or 'torchvision' / 'detectron2': their "
+        "Mask R-CNN with the first config's topology, in fp32 (detectron2 must be installed)",
+    )
+    bench.add_argument("--size", type=int, nargs="+", default=[320], metavar="S",
+                       help="input size: S for S x S, or H W (320)")
     bench.add_argument("--batch", type=int, default=2, metavar="B", help="images per step (2)")
-    bench.add_argument("--iters", type=int, default=5, metavar="N", help="measured steps per config (5)")
+    bench.add_argument("--iters", type=int, default=5, metavar="N", help="measured steps per variant (5)")
     bench.add_argument("--warmup", type=int, default=2, metavar="W", help="unmeasured steps first (2)")
     bench.add_argument(
         "--precision", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"], metavar="P",
-        help="fp32, bf16 or fp16 (CUDA only): autocast the forward passes; several are measured side by side",
+        help="fp32, bf16 or fp16 (CUDA only): autocast the configs' forward passes; several are measured "
+        "side by side",
     )
-    bench.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    bench.add_argument("--json", metavar="OUT", help="also write the figures, the machine and the GPU to this JSON file")
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_benchmark)
+
+    bench_eval = commands.add_parser(
+        "benchmark-eval",
+        help="the evaluator's speed with faster-coco-eval vs pycocotools, and that their APs agree",
+        description=cmd_benchmark_eval.__doc__ + " Exits 1 if any AP differs.",
+    )
+    bench_eval.add_argument("--images", type=int, default=500, metavar="N", help="images of detections (500)")
+    bench_eval.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per backend (3)")
+    bench_eval.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (0)")
+    bench_eval.add_argument("--json", metavar="OUT", help="also write the figures and every metric to this JSON file")
+    bench_eval.set_defaults(func=cmd_benchmark_eval)
     return parser
 
 

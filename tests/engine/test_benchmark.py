@@ -7,20 +7,46 @@ from gn_detection.engine.benchmark import synthetic_batch
 from tests.conftest import TINY_CONFIG
 
 
-def test_benchmark_compares_two_configs_and_writes_json(tmp_path, capsys):
+def test_benchmark_compares_configs_and_torchvision_and_writes_json(tmp_path, capsys):
     frozen_bn = tmp_path / "tiny_frozen_bn.yaml"
     frozen_bn.write_text(f'_BASE_: "{TINY_CONFIG}"\nMODEL:\n  RESNETS:\n    NORM: "FrozenBN"\n  FPN:\n    NORM: ""\n')
     out = tmp_path / "bench.json"
-    args = ["benchmark", "--config-file", str(TINY_CONFIG), "--vs", str(frozen_bn)]
-    assert main(args + ["--size", "64", "--batch", "1", "--iters", "2", "--warmup", "1", "--json", str(out)]) == 0
+    args = ["benchmark", "--config-file", str(TINY_CONFIG), "--vs", str(frozen_bn), "torchvision"]
+    assert main(args + ["--size", "64", "96", "--batch", "1", "--iters", "2", "--warmup", "1", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert (report["size"], report["batch"], report["iters"]) == (64, 1, 2)
-    gn, bn = report["results"][str(TINY_CONFIG)], report["results"][str(frozen_bn)]
-    assert gn["train_step_s"] > 0 and bn["inference_s_per_image"] > 0
+    assert (report["size"], report["batch"], report["iters"], report["gpu"]) == ([64, 96], 1, 2, None)
+    assert report["cpu"] and report["torch"] == torch.__version__
+    assert list(report["results"]) == [str(TINY_CONFIG), str(frozen_bn), "torchvision"]
+    gn, bn, tv = (report["results"][k] for k in report["results"])
+    for r in (gn, bn, tv):
+        assert r["precision"] == "fp32" and r["train_step_s"] > 0 and r["inference_s_per_image"] > 0
+        assert r["train_images_per_s"] == 1 / r["train_step_s"]
+        assert r["inference_images_per_s"] == 1 / r["inference_s_per_image"]
+        assert 0 < r["train_step_memory_mb"] < 8 * 1024  # resident set above the weights, in MB
     assert gn["parameters_m"] > bn["parameters_m"]  # GN has affine parameters, frozen BN buffers
+    assert tv["parameters_m"] > 10 * gn["parameters_m"]  # torchvision's widths are fixed: a full R-18
     assert report["ratios_to_first"][str(frozen_bn)]["train_step"] == bn["train_step_s"] / gn["train_step_s"]
     assert report["ratios_to_first"][str(TINY_CONFIG)] == dict(train_step=1.0, inference=1.0)
     assert "ratios are to the first variant" in capsys.readouterr().out
+
+
+def test_torchvision_reference_has_the_configs_heads_and_sampling(tiny_cfg):
+    from torchvision.models.detection import MaskRCNN
+
+    from gn_detection.engine.reference_models import build_torchvision_reference
+
+    images, targets = synthetic_batch(1, 64, 3)
+    model, (train_images, _), _ = build_torchvision_reference(tiny_cfg, images, targets)
+    assert isinstance(model, MaskRCNN) and train_images[0].max() <= 1  # torchvision takes 0-1 pixels
+    group_norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert group_norms and all(m.num_groups == tiny_cfg.MODEL.GROUP_NORM.NUM_GROUPS for m in group_norms)
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == tiny_cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
+    assert model.rpn._post_nms_top_n["training"] == tiny_cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN
+    box_convs = [m for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in box_convs] == [tiny_cfg.MODEL.ROI_BOX_HEAD.CONV_DIM] * 4
+    assert model.roi_heads.box_predictor.cls_score.out_features == tiny_cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1
+    losses = model.train()(*([i / 255 for i in images], targets))
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
 
 
 def test_synthetic_batch_is_fixed_by_its_seed():
@@ -42,7 +68,7 @@ def test_calibrated_frozen_bn_normalizes_its_input(tiny_cfg):
     model = build_model(tiny_cfg)
     images, _ = synthetic_batch(2, 64, 3)
     stem = model.backbone.bottom_up.stem.conv1
-    assert calibrate_frozen_batchnorm(model, images) == sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    assert calibrate_frozen_batchnorm(model, (images,)) == sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
     # The stem's norm now maps its conv's output on these images to zero mean, unit variance.
     model.eval()  # calibration saw the images at the test size
     with torch.no_grad():
