@@ -2,7 +2,7 @@
 import contextlib
 import logging
 import time
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -20,8 +20,9 @@ class Trainer:
     """Trains ``model`` from ``start_iter`` up to ``max_iter``.
 
     Each iteration takes this process's share of a global batch, runs the forward pass (under
-    autocast when ``amp_dtype`` is set), stops on a non-finite loss, steps the optimizer and the
-    LR schedule, and every so often logs, checkpoints and evaluates. Under
+    autocast when ``amp_dtype`` is set), steps the optimizer and the LR schedule, and every so
+    often logs, checkpoints and evaluates, each time first checking that no loss since the last
+    time was non-finite (if one was, it stops and saves nothing). Under
     DistributedDataParallel the gradients are averaged over processes.
 
     Args:
@@ -75,31 +76,40 @@ class Trainer:
         self.model.train()
         results = {}
         batches = iter(self.data_loader)
+        # Losses stay on the device until the next log, checkpoint or evaluation: reading them
+        # every step would make the host wait for the device mid-step.
+        unchecked: List[Tuple[int, Dict[str, torch.Tensor]]] = []
         for iteration in range(start_iter, self.max_iter):
             start = time.perf_counter()
             batch = next(batches)
             data_time = time.perf_counter() - start
-            losses = self.run_step(iteration, batch)
+            unchecked.append((iteration, self.run_step(batch)))
             self.metrics.add_iteration_time(time.perf_counter() - start)
             next_iter = iteration + 1
-            if next_iter % self.log_period == 0 or next_iter == self.max_iter:
+            log = next_iter % self.log_period == 0 or next_iter == self.max_iter
+            save = next_iter == self.max_iter or next_iter % self.checkpoint_period == 0
+            evaluate = self.evaluate is not None and (
+                next_iter == self.max_iter or (self.eval_period and next_iter % self.eval_period == 0)
+            )
+            if not (log or save or evaluate):
+                continue
+            losses = self._stop_if_not_finite(unchecked)
+            unchecked = []
+            if log:
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.metrics.write(iteration, dict(losses, total_loss=sum(losses.values()), lr=lr, data_time=data_time))
                 if comm.is_main_process():
                     self.metrics.log_progress(iteration, losses, lr, data_time)
-            if next_iter == self.max_iter:
-                self.checkpointer.save("model_final", iteration=next_iter)
-            elif next_iter % self.checkpoint_period == 0:
-                self.checkpointer.save(f"model_{next_iter:07d}", iteration=next_iter)
-            if self.evaluate is not None and (
-                next_iter == self.max_iter or (self.eval_period and next_iter % self.eval_period == 0)
-            ):
+            if save:
+                name = "model_final" if next_iter == self.max_iter else f"model_{next_iter:07d}"
+                self.checkpointer.save(name, iteration=next_iter)
+            if evaluate:
                 results = self.evaluate()
                 self.model.train()
         return results
 
-    def run_step(self, iteration: int, batch: list) -> Dict[str, float]:
-        """One optimizer step on ``batch``; returns the losses as floats."""
+    def run_step(self, batch: list) -> Dict[str, torch.Tensor]:
+        """One optimizer step on ``batch``; returns the losses, detached, on the device."""
         images = [sample["image"].to(self.device, non_blocking=True) for sample in batch]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in sample["target"].items()} for sample in batch]
         autocast = (
@@ -110,7 +120,6 @@ class Trainer:
         with autocast:
             loss_dict = self.model(images, targets)
         total = sum(loss_dict.values())
-        self._stop_if_not_finite(iteration, total, loss_dict)
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.grad_scaler is not None:
@@ -126,18 +135,30 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
-        return {k: v.item() for k, v in loss_dict.items()}
+        return {k: v.detach() for k, v in loss_dict.items()}
 
-    def _stop_if_not_finite(self, iteration: int, total: torch.Tensor, loss_dict: Dict[str, torch.Tensor]) -> None:
+    def _stop_if_not_finite(self, steps: List[Tuple[int, Dict[str, torch.Tensor]]]) -> Dict[str, float]:
+        """Raise if any of ``steps`` had a non-finite loss, naming the first; else return the
+        last step's losses as floats. Called before anything is saved, so no checkpoint ever
+        holds weights that a non-finite loss has touched."""
+        names = list(steps[-1][1])
+        table = torch.stack([torch.stack([losses[n].float() for n in names]) for _, losses in steps])
+        bad_rows = ~torch.isfinite(table).all(dim=1)
         # Every process must take the same decision, or the others would wait for it forever.
-        bad = torch.tensor(float(not torch.isfinite(total)), device=self.device)
+        bad = bad_rows.any().float()
         if comm.get_world_size() > 1:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        table, bad_rows = table.cpu(), bad_rows.cpu()  # the host waits for the device here only
         if bad.item():
-            losses = ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
             kept = self.checkpointer.last_checkpoint() or "none was written yet"
+            if bad_rows.any():
+                row = int(bad_rows.nonzero()[0])
+                losses = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, table[row].tolist()))
+                what = f"iteration {steps[row][0]}: non-finite loss ({losses})"
+            else:
+                what = f"another process had a non-finite loss by iteration {steps[-1][0]}"
             raise FloatingPointError(
-                f"iteration {iteration}: non-finite loss ({losses}); stopping without saving. "
-                f"The last good checkpoint is kept: {kept}. Lower SOLVER.BASE_LR, lengthen "
-                f"SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS."
+                f"{what}; stopping without saving. The last good checkpoint is kept: {kept}. Lower "
+                f"SOLVER.BASE_LR, lengthen SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS."
             )
+        return dict(zip(names, table[-1].tolist()))

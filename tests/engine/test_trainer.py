@@ -69,11 +69,13 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monke
     run_training(train_cfg(tiny_dataset, tmp_path / "straight"))
 
     original_step = Trainer.run_step
+    steps = []
 
-    def killed_at_iteration_4(self, iteration, batch):
-        if iteration == 4:
+    def killed_at_iteration_4(self, batch):
+        steps.append(batch)
+        if len(steps) == 5:  # iterations 0-3 ran
             raise Interrupt()
-        return original_step(self, iteration, batch)
+        return original_step(self, batch)
 
     monkeypatch.setattr(Trainer, "run_step", killed_at_iteration_4)
     with pytest.raises(Interrupt):
@@ -118,7 +120,8 @@ def test_resume_without_a_checkpoint_starts_fresh_and_says_so(tiny_dataset, tmp_
     assert (tmp_path / "model_final.pth").exists()
 
 
-def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("log_period", ["1", "100"])  # losses are checked at each log and before each save
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, monkeypatch, log_period):
     original_forward = MaskRCNN.forward
     calls = {"training": 0}
 
@@ -132,7 +135,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_data
 
     monkeypatch.setattr(MaskRCNN, "forward", nan_on_fifth_step)
     with pytest.raises(FloatingPointError) as error:
-        run_training(train_cfg(tiny_dataset, tmp_path))
+        run_training(train_cfg(tiny_dataset, tmp_path, **{"SOLVER.LOG_PERIOD": log_period}))
     message = str(error.value)
     assert "iteration 4" in message and "loss_mask=nan" in message and "loss_classifier=" in message
     assert "model_0000003.pth" in message
