@@ -13,6 +13,9 @@ _C.MODEL.MASK_ON = True
 # The backbone's activations and weights in NHWC order, which oneDNN's convolutions work in: a
 # 0.88x training step on the CPU, fp32 and bf16 (the heads stay NCHW: GN is faster there).
 _C.MODEL.CHANNELS_LAST = True
+# torch.compile the backbone: its shapes are fixed by the input size, while the heads' depend on
+# the data and would recompile. For GPUs; the first steps at each new input size compile.
+_C.MODEL.COMPILE_BACKBONE = False
 # Model input: (C, H, W) float pixels in 0-255, channels in INPUT.FORMAT order.
 _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]

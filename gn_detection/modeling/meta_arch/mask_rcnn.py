@@ -29,6 +29,7 @@ class MaskRCNN(GeneralizedRCNN):
         roi_heads: detections and masks from the features and proposals.
         transform: normalization, resizing and batching of the input images.
         channels_last: run the backbone in NHWC memory order.
+        compile_backbone: torch.compile the backbone in place (parameter names do not change).
 
     Images are (C, H, W) float tensors in 0-255, channels in INPUT.FORMAT order; targets hold
     ``boxes`` (G, 4) XYXY float, ``labels`` (G,) int64 and ``masks`` (G, H, W) uint8.
@@ -42,11 +43,14 @@ class MaskRCNN(GeneralizedRCNN):
         roi_heads: RoIHeads,
         transform: nn.Module,
         channels_last: bool = False,
+        compile_backbone: bool = False,
     ):
         super().__init__(backbone, rpn, roi_heads, transform)
         if channels_last:
             backbone.to(memory_format=torch.channels_last)
             backbone.register_forward_pre_hook(_to_channels_last)
+        if compile_backbone:
+            backbone.compile()
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -58,6 +62,7 @@ class MaskRCNN(GeneralizedRCNN):
             roi_heads=build_roi_heads(cfg, shapes),
             transform=build_transform(cfg, backbone.size_divisibility),
             channels_last=cfg.MODEL.CHANNELS_LAST,
+            compile_backbone=cfg.MODEL.COMPILE_BACKBONE,
         )
 
 

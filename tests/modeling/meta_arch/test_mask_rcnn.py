@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -132,5 +134,23 @@ def test_channels_last_backbone_gives_the_same_losses_and_state_dict(tiny_cfg):
         states[channels_last] = model.state_dict()
     for name, value in states[False].items():
         assert states[True][name].equal(value), name  # checkpoints do not depend on the layout
+    for name, loss in losses[False].items():
+        torch.testing.assert_close(losses[True][name], loss, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_compiled_backbone_gives_the_same_losses_and_parameter_names(tiny_cfg):
+    images, targets = zip(*[make_sample(64, 80, 2, 3, seed) for seed in (0, 1)])
+    losses, names = {}, {}
+    for compiled in (False, True):
+        tiny_cfg.MODEL.COMPILE_BACKBONE = compiled
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg).train()
+        torch.manual_seed(0)
+        losses[compiled] = model(list(images), list(targets))
+        sum(losses[compiled].values()).backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.backbone.parameters())
+        names[compiled] = list(model.state_dict())
+    assert names[True] == names[False]  # checkpoints load either way
     for name, loss in losses[False].items():
         torch.testing.assert_close(losses[True][name], loss, rtol=1e-4, atol=1e-5)
