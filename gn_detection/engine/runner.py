@@ -34,9 +34,20 @@ def amp_dtype_from_cfg(cfg) -> Optional[torch.dtype]:
     if cfg.SOLVER.AMP.DTYPE not in AMP_DTYPES:
         raise ValueError(f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r}: expected one of {sorted(AMP_DTYPES)}")
     dtype = AMP_DTYPES[cfg.SOLVER.AMP.DTYPE]
-    if dtype == torch.float16 and torch.device(cfg.MODEL.DEVICE).type != "cuda":
+    device = torch.device(cfg.MODEL.DEVICE).type
+    if dtype == torch.float16 and device != "cuda":
         raise ValueError("SOLVER.AMP.DTYPE='float16' needs MODEL.DEVICE 'cuda'; use 'bfloat16' on the CPU")
+    if dtype == torch.bfloat16 and device == "cpu" and not _cpu_has_amx():
+        logger.warning(
+            "SOLVER.AMP: bfloat16 on a CPU without AMX runs emulated and is likely slower than fp32; "
+            "set SOLVER.AMP.ENABLED False (or measure: gn-detect benchmark --precision fp32 bf16)"
+        )
     return dtype
+
+
+def _cpu_has_amx() -> bool:
+    is_supported = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up
+    return bool(is_supported and is_supported())
 
 
 def _gradient_clipper(cfg):

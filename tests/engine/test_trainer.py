@@ -1,6 +1,7 @@
 """Training runs on a few tiny images: resume, NaN handling, and DDP equivalence."""
 import json
 import logging
+import math
 import os
 
 import pytest
@@ -187,3 +188,30 @@ def test_two_processes_of_one_image_match_one_process_of_two(tmp_path):
     detections = json.loads((tmp_path / "two" / "inference" / "coco_instances_results.json").read_text())
     assert {d["image_id"] for d in detections} == {1, 2, 3, 4}
     assert (tmp_path / "two" / "inference" / "results.json").exists()
+
+
+def test_bf16_autocast_trains_with_fp32_parameters(tiny_dataset, tmp_path):
+    cfg = train_cfg(tiny_dataset, tmp_path, **{"SOLVER.MAX_ITER": "3", "SOLVER.STEPS": "()", "SOLVER.AMP.ENABLED": "True"})
+    run_training(cfg)
+    final = final_weights(tmp_path)
+    assert all(v.dtype == torch.float32 for v in final.values() if v.is_floating_point())
+    initial = build_model(cfg).state_dict()
+    assert not final["backbone.bottom_up.stem.conv1.weight"].equal(initial["backbone.bottom_up.stem.conv1.weight"])
+    assert all(math.isfinite(loss) for loss in losses_by_iteration(tmp_path).values())
+
+
+def test_amp_settings_are_checked(tiny_cfg, monkeypatch, caplog):
+    from gn_detection.engine.runner import amp_dtype_from_cfg
+
+    assert amp_dtype_from_cfg(tiny_cfg) is None
+    tiny_cfg.SOLVER.AMP.ENABLED = True
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="gn_detection"):
+        assert amp_dtype_from_cfg(tiny_cfg) == torch.bfloat16
+    assert "without AMX" in caplog.text
+    tiny_cfg.SOLVER.AMP.DTYPE = "float16"
+    with pytest.raises(ValueError, match="needs MODEL.DEVICE 'cuda'"):
+        amp_dtype_from_cfg(tiny_cfg)
+    tiny_cfg.SOLVER.AMP.DTYPE = "fp8"
+    with pytest.raises(ValueError, match="SOLVER.AMP.DTYPE='fp8'"):
+        amp_dtype_from_cfg(tiny_cfg)
