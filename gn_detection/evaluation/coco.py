@@ -6,6 +6,7 @@ Optionally also FROC, the medical-detection sensitivities at fixed false positiv
 (froc.py).
 """
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -225,12 +226,8 @@ class COCOEvaluator:
             self._log(task, metrics, names)
             return metrics
 
-        # loadRes adds keys to the entries (never changes their values), so it gets new dicts.
-        # Without a box, loadRes takes each segm detection's area from its mask, as COCO does.
-        drop = {"bbox"} if task == "segm" else set()
-        results = [{k: v for k, v in r.items() if k not in drop} for r in coco_results]
         with _stdout_to_debug_log():
-            coco_dt = self._coco_gt.loadRes(results)
+            coco_dt = _load_results(self._coco_gt, coco_results, task)
             coco_eval = self._make_coco_eval(coco_dt, task)
             coco_eval.params.imgIds = image_ids
             coco_eval.params.catIds = sorted(self._category_ids)
@@ -321,6 +318,40 @@ class _DebugLogWriter(io.TextIOBase):
         if self._pending.strip():
             logger.debug(self._pending)
         self._pending = ""
+
+
+def _load_results(coco_gt: Any, coco_results: List[dict], task: str) -> Any:
+    """What ``coco_gt.loadRes`` makes of the results of one task, on new dicts (``coco_results``
+    stay as they are), with every mask's area and box computed in one call: loadRes makes two
+    calls per detection, a fifth of faster-coco-eval's time. The fields are loadRes's, so are
+    the numbers (tested against it): a segm detection takes its area and box from its mask
+    (with a box, COCOeval would take the box's area), a bbox detection its area from the box
+    and a rectangle polygon as its segmentation.
+    """
+    if task == "segm":
+        # faster-coco-eval's mask API: pycocotools' overflows on lists of over 255 masks
+        from faster_coco_eval.core import mask as list_mask_util
+
+        masks = [r["segmentation"] for r in coco_results]
+        areas, boxes = list_mask_util.area(masks), list_mask_util.toBbox(masks)
+        annotations = [dict(r, area=area, bbox=box) for r, area, box in zip(coco_results, areas, boxes)]
+    else:
+        annotations = []
+        for r in coco_results:
+            x, y, w, h = r["bbox"]
+            annotation = {k: v for k, v in r.items() if k != "segmentation"}
+            annotation.update(segmentation=[[x, y, x, y + h, x + w, y + h, x + w, y]], area=w * h)
+            annotations.append(annotation)
+    for index, annotation in enumerate(annotations):
+        annotation.update(id=index + 1, iscrowd=0)
+    coco_dt = type(coco_gt)()
+    coco_dt.dataset = dict(
+        images=list(coco_gt.dataset["images"]),
+        categories=copy.deepcopy(coco_gt.dataset["categories"]),
+        annotations=annotations,
+    )
+    coco_dt.createIndex()
+    return coco_dt
 
 
 @contextlib.contextmanager

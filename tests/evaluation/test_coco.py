@@ -299,3 +299,30 @@ def test_evaluate_leaves_the_processed_detections_as_they_were(tmp_path, backend
     first = evaluator.evaluate()
     assert evaluator._predictions == before
     assert json.dumps(evaluator.evaluate()) == json.dumps(first)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("task", ["bbox", "segm"])
+def test_results_are_loaded_as_load_res_loads_them(tmp_path, backend, task):
+    import copy
+
+    from gn_detection.evaluation.benchmark import synthetic_coco
+
+    coco_cls, _ = coco_module._load_backend(backend)
+    dataset, results = synthetic_coco(6, seed=2)
+    json_file = tmp_path / "gt.json"
+    json_file.write_text(json.dumps(dataset))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = coco_cls(str(json_file))
+        before = copy.deepcopy(results)
+        ours = coco_module._load_results(coco_gt, results, task)
+        drop = "bbox" if task == "segm" else "segmentation"
+        theirs = coco_gt.loadRes([{k: v for k, v in r.items() if k != drop} for r in copy.deepcopy(results)])
+    assert results == before
+    assert ours.dataset["images"] == theirs.dataset["images"]
+    assert ours.dataset["categories"] == theirs.dataset["categories"]
+    assert len(ours.dataset["annotations"]) == len(theirs.dataset["annotations"]) == len(results)
+    for mine, expected in zip(ours.dataset["annotations"], theirs.dataset["annotations"]):
+        assert set(mine) == set(expected)
+        for key, value in expected.items():
+            assert np.array_equal(mine[key], value), key  # the integer width of an area may differ
