@@ -10,8 +10,9 @@ _C.MODEL.DEVICE = "cpu"
 # A checkpoint to start from (its "model" entry); ignored when --resume finds a checkpoint.
 _C.MODEL.WEIGHTS = ""
 _C.MODEL.MASK_ON = True
-# The backbone's activations and weights in NHWC order, which oneDNN's convolutions work in: a
-# 0.88x training step on the CPU, fp32 and bf16 (the heads stay NCHW: GN is faster there).
+# The backbone's activations and weights in NHWC order, which oneDNN's convolutions work in: on
+# the CPU, 0.88-0.94x the NCHW training step in bf16 and about even in fp32
+# (benchmarks/cpu_speedups.py). The heads stay NCHW: PyTorch's GN kernel is faster there.
 _C.MODEL.CHANNELS_LAST = True
 # torch.compile the backbone: its shapes are fixed by the input size, while the heads' depend on
 # the data and would recompile. For GPUs; the first steps at each new input size compile.

@@ -120,37 +120,30 @@ def test_detectron2_resize_style_rounds_sizes_and_pastes_masks_inside_their_boxe
         build_model(tiny_cfg)
 
 
-def test_channels_last_backbone_gives_the_same_losses_and_state_dict(tiny_cfg):
+@pytest.mark.parametrize(
+    "key",
+    [
+        "CHANNELS_LAST",
+        pytest.param("COMPILE_BACKBONE", marks=pytest.mark.skipif(
+            shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")),
+    ],
+)
+def test_backbone_execution_options_change_neither_losses_nor_checkpoints(tiny_cfg, key):
     images, targets = zip(*[make_sample(64, 80, 2, 3, seed) for seed in (0, 1)])
     losses, states = {}, {}
-    for channels_last in (False, True):
-        tiny_cfg.MODEL.CHANNELS_LAST = channels_last
+    for enabled in (False, True):
+        tiny_cfg.MODEL[key] = enabled
         torch.manual_seed(0)
         model = build_model(tiny_cfg).train()
-        stem = model.backbone.bottom_up.stem.conv1.weight
-        assert stem.is_contiguous(memory_format=torch.channels_last) == channels_last
+        if key == "CHANNELS_LAST":
+            assert model.backbone.bottom_up.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last) == enabled
         torch.manual_seed(0)
-        losses[channels_last] = model(list(images), list(targets))
-        states[channels_last] = model.state_dict()
-    for name, value in states[False].items():
-        assert states[True][name].equal(value), name  # checkpoints do not depend on the layout
-    for name, loss in losses[False].items():
-        torch.testing.assert_close(losses[True][name], loss, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile's CPU backend needs a C++ compiler")
-def test_compiled_backbone_gives_the_same_losses_and_parameter_names(tiny_cfg):
-    images, targets = zip(*[make_sample(64, 80, 2, 3, seed) for seed in (0, 1)])
-    losses, names = {}, {}
-    for compiled in (False, True):
-        tiny_cfg.MODEL.COMPILE_BACKBONE = compiled
-        torch.manual_seed(0)
-        model = build_model(tiny_cfg).train()
-        torch.manual_seed(0)
-        losses[compiled] = model(list(images), list(targets))
-        sum(losses[compiled].values()).backward()
+        losses[enabled] = model(list(images), list(targets))
+        sum(losses[enabled].values()).backward()
         assert all(torch.isfinite(p.grad).all() for p in model.backbone.parameters())
-        names[compiled] = list(model.state_dict())
-    assert names[True] == names[False]  # checkpoints load either way
+        states[enabled] = model.state_dict()
+    assert list(states[True]) == list(states[False])  # checkpoints load either way
+    for name, value in states[False].items():
+        assert states[True][name].equal(value), name
     for name, loss in losses[False].items():
         torch.testing.assert_close(losses[True][name], loss, rtol=1e-4, atol=1e-5)
