@@ -227,7 +227,8 @@ def cmd_benchmark(args) -> int:
         report = dict(
             describe_machine(torch.device(cfgs[args.config_file].MODEL.DEVICE)),
             size=list(args.size), batch=args.batch, iters=args.iters, warmup=args.warmup,
-            precisions=args.precision, results=results, ratios_to_first=ratios_to_first(results),
+            precisions=args.precision, opts=list(args.opts), results=results,
+            ratios_to_first=ratios_to_first(results),
         )
         atomic_write_json(args.json, report)
     return 0

@@ -26,11 +26,12 @@ def test_writes_the_ratios_and_names_the_machine(tmp_path):
         '  ROI_BOX_HEAD:\n    NORM: ""\n  ROI_MASK_HEAD:\n    NORM: ""\n'
     )
     done = run_check(tmp_path, DEVICE="cpu", SIZE="64 96", ITERS="1", WARMUP="0", GN_CONFIG=str(TINY_CONFIG),
-                     FROZEN_BN_CONFIG=str(frozen_bn), REFERENCE="torchvision")
+                     FROZEN_BN_CONFIG=str(frozen_bn), REFERENCE="torchvision", EXTRA_OPTS="MODEL.CHANNELS_LAST False")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert report["gpu"] is None and report["cpu"] and report["size"] == [64, 96] and report["batch"] == 2
     assert report["reference"] == "torchvision" and report["precisions"] == ["fp32", "bf16"]
+    assert report["opts"] == ["MODEL.DEVICE", "cpu", "MODEL.CHANNELS_LAST", "False"]
     assert len(report["results"]) == 5  # GN and FrozenBN at two precisions, torchvision in fp32
     for precision in ("fp32", "bf16"):
         gn = report["results"][f"{TINY_CONFIG} [{precision}]"]

@@ -12,7 +12,8 @@
 # Settings (environment): OUT (output/gpu_check), DEVICE (cuda), SIZE ("800 1333"), BATCH (2),
 # ITERS (10), WARMUP (3), PRECISIONS ("fp32 bf16"), GN_CONFIG, FROZEN_BN_CONFIG, REFERENCE
 # (detectron2 if importable, else torchvision; "none" for none), COMPILE (0; 1 compiles the
-# backbones), PYTHON (python3). The package runs from this checkout: where fvcore, iopath or
+# backbones), EXTRA_OPTS (config overrides for our models, e.g. "MODEL.CHANNELS_LAST False"),
+# PYTHON (python3). The package runs from this checkout: where fvcore, iopath or
 # pycocotools are missing, put their wheels in WHEELS (.whl) and they are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,10 +49,10 @@ COMPILE_OPTS=()
 [ "$COMPILE" = 1 ] && COMPILE_OPTS=(MODEL.COMPILE_BACKBONE True)
 
 mkdir -p "$OUT"
-# shellcheck disable=SC2086  # SIZE and PRECISIONS are lists
+# shellcheck disable=SC2086  # SIZE, PRECISIONS and EXTRA_OPTS are lists
 "$PYTHON" -m gn_detection.cli benchmark --config-file "$GN_CONFIG" --vs "${VS[@]}" \
     --size $SIZE --batch "$BATCH" --iters "$ITERS" --warmup "$WARMUP" --precision $PRECISIONS \
-    --json "$OUT/benchmark.json" MODEL.DEVICE "$DEVICE" ${COMPILE_OPTS[@]+"${COMPILE_OPTS[@]}"}
+    --json "$OUT/benchmark.json" MODEL.DEVICE "$DEVICE" ${COMPILE_OPTS[@]+"${COMPILE_OPTS[@]}"} ${EXTRA_OPTS:-}
 
 "$PYTHON" - "$OUT" "$GN_CONFIG" "$FROZEN_BN_CONFIG" "$REFERENCE" <<'EOF'
 import json, os, sys
