@@ -239,8 +239,9 @@ def cmd_benchmark_eval(args) -> int:
     ground truth and detections (boxes and masks), interleaved, and check that every AP agrees."""
     from .evaluation.benchmark import benchmark_evaluator
 
-    report = benchmark_evaluator(args.images, repeats=args.repeats, seed=args.seed)
-    print(f"{report['num_images']} images, {report['num_annotations']} objects, {report['num_detections']} detections")
+    report = benchmark_evaluator(args.images, num_categories=args.categories, repeats=args.repeats, seed=args.seed)
+    print(f"{report['num_images']} images, {report['num_categories']} categories, {report['num_annotations']} objects, "
+          f"{report['num_detections']} detections")
     for backend, seconds in report["seconds"].items():
         print(f"{backend:20s} {seconds:8.3f} s (median of {report['repeats']})")
     print(f"speed-up {report['speedup']:.2f}x; every AP identical: {report['identical_ap']} "
@@ -483,6 +484,8 @@ def _parser() -> argparse.ArgumentParser:
         description=cmd_benchmark_eval.__doc__ + " Exits 1 if any AP differs.",
     )
     bench_eval.add_argument("--images", type=int, default=500, metavar="N", help="images of detections (500)")
+    bench_eval.add_argument("--categories", type=int, default=80, metavar="K",
+                            help="categories, each object's drawn at random (80, as COCO)")
     bench_eval.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per backend (3)")
     bench_eval.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (0)")
     bench_eval.add_argument("--json", metavar="OUT", help="also write the figures and every metric to this JSON file")

@@ -179,11 +179,12 @@ def _max_abs_diff(a: dict, b: dict) -> float:
     return max((math.inf if math.isnan(d) else d for d in diffs), default=0.0)
 
 
-def benchmark_evaluator(num_images: int = 500, *, repeats: int = 3, seed: int = 0,
+def benchmark_evaluator(num_images: int = 500, *, num_categories: int = 80, repeats: int = 3, seed: int = 0,
                         tasks: Sequence[str] = ("bbox", "segm")) -> dict:
     """Median seconds of ``COCOEvaluator.evaluate`` with each backend, and whether they agree.
 
-    The detections of ``synthetic_coco(num_images, seed=seed)`` are given to one COCOEvaluator
+    The detections of ``synthetic_coco(num_images, num_categories=..., seed=seed)`` (COCO's 80
+    categories by default) are given to one COCOEvaluator
     per backend (untimed); then ``evaluate`` (load results, evaluate, accumulate, summarize, per
     task) runs ``repeats`` times per backend, interleaved, so drifts in the machine's speed hit
     both alike.
@@ -206,7 +207,7 @@ def benchmark_evaluator(num_images: int = 500, *, repeats: int = 3, seed: int = 
                          f"COCOEvaluator always scores boxes")
     if repeats < 1:
         raise ValueError(f"repeats={repeats}: need at least 1")
-    dataset, results = synthetic_coco(num_images, seed=seed)
+    dataset, results = synthetic_coco(num_images, num_categories=num_categories, seed=seed)
     category_ids = [c["id"] for c in dataset["categories"]]
     with_masks = "segm" in tasks
 
@@ -233,6 +234,7 @@ def benchmark_evaluator(num_images: int = 500, *, repeats: int = 3, seed: int = 
     max_diff = _max_abs_diff(metrics["pycocotools"], metrics["faster_coco_eval"])
     return {
         "num_images": num_images,
+        "num_categories": num_categories,
         "num_annotations": len(dataset["annotations"]),
         "num_detections": len(results),
         "repeats": repeats,

@@ -12,12 +12,12 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP-1", "AP-2", "AP-3")
 
 @pytest.fixture(scope="module")
 def report():
-    return benchmark_evaluator(20, repeats=1, seed=3)
+    return benchmark_evaluator(20, num_categories=3, repeats=1, seed=3)
 
 
 def test_backends_are_timed_and_agree(report):
     assert set(report) == {
-        "num_images", "num_annotations", "num_detections", "repeats", "tasks", "seconds",
+        "num_images", "num_categories", "num_annotations", "num_detections", "repeats", "tasks", "seconds",
         "all_seconds", "metrics", "speedup", "identical_ap", "bitwise_identical_ap", "max_abs_diff",
     }
     assert (report["num_images"], report["repeats"], report["tasks"]) == (20, 1, ["bbox", "segm"])
@@ -40,7 +40,7 @@ def test_backends_are_timed_and_agree(report):
 
 
 def test_boxes_only_and_quiet(capsys):
-    report = benchmark_evaluator(5, repeats=2, tasks=("bbox",))
+    report = benchmark_evaluator(5, num_categories=3, repeats=2, tasks=("bbox",))
     assert report["tasks"] == ["bbox"] and len(report["all_seconds"]["pycocotools"]) == 2
     assert all(set(m) == {"bbox"} for m in report["metrics"].values())
     assert capsys.readouterr().out == ""  # COCOeval's printout went to the debug log
@@ -76,9 +76,9 @@ def test_cli_prints_the_speed_up_and_writes_json(tmp_path, capsys):
     from gn_detection.cli import main
 
     out = tmp_path / "eval.json"
-    assert main(["benchmark-eval", "--images", "10", "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["benchmark-eval", "--images", "10", "--categories", "5", "--repeats", "1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "speed-up" in printed and "every AP identical: True" in printed
     report = json.loads(out.read_text())
-    assert report["num_images"] == 10 and report["identical_ap"] is True
+    assert (report["num_images"], report["num_categories"], report["identical_ap"]) == (10, 5, True)
     assert report["speedup"] == report["seconds"]["pycocotools"] / report["seconds"]["faster_coco_eval"]
