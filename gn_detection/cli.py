@@ -208,10 +208,12 @@ def cmd_visualize(args) -> int:
 
 def cmd_benchmark(args) -> int:
     """Time training steps and inference of a config, side by side with other configs,
-    precisions or reference models, and record peak memory."""
+    precisions or reference models, and the training step's working memory."""
     from .engine.benchmark import benchmark, describe_machine, format_report, ratios_to_first
     from .engine.reference_models import REFERENCES
 
+    if len(args.size) > 2:
+        raise ValueError(f"--size {' '.join(map(str, args.size))}: give S, or H W")
     size = tuple(args.size) if len(args.size) == 2 else args.size[0]
     opts = list(args.opts) + _input_size_opts(size)
     others = args.vs or []

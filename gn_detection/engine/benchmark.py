@@ -283,12 +283,13 @@ def ratios_to_first(results: Dict[str, Dict]) -> Dict[str, Dict[str, float]]:
 def format_report(results: Dict[str, Dict]) -> str:
     ratios = ratios_to_first(results)
     width = max(40, *(len(n) for n in results))
-    header = ["train s/step", "infer s/img", "train img/s", "step MB", "train ratio", "infer ratio"]
-    lines = [f"{'variant':{width}s} " + " ".join(f"{h:>12s}" for h in header)]
+    columns = [("train s/step", "train_step_s", ".3f"), ("infer s/img", "inference_s_per_image", ".3f"),
+               ("train img/s", "train_images_per_s", ".3f"), ("step MB", "train_step_memory_mb", ".0f")]
+    lines = [f"{'variant':{width}s} " + " ".join(f"{h:>12s}" for h in [c[0] for c in columns] + ["train ratio", "infer ratio"])]
     for name, r in results.items():
-        values = [r["train_step_s"], r["inference_s_per_image"], r["train_images_per_s"], r["train_step_memory_mb"],
-                  ratios[name]["train_step"], ratios[name]["inference"]]
-        lines.append(f"{name:{width}s} " + " ".join(f"{v:12.3f}" if v < 1000 else f"{v:12.0f}" for v in values))
+        cells = [f"{r[key]:12{spec}}" for _, key, spec in columns]
+        cells += [f"{ratios[name]['train_step']:12.3f}", f"{ratios[name]['inference']:12.3f}"]
+        lines.append(f"{name:{width}s} " + " ".join(cells))
     lines.append("ratios are to the first variant, measured interleaved in this process")
     return "\n".join(lines)
 

@@ -110,3 +110,4 @@ def test_benchmark_measures_precisions_side_by_side(tmp_path):
     assert report["precisions"] == ["fp32", "bf16"]
     assert list(report["ratios_to_first"]) == [f"{TINY_CONFIG} [fp32]", f"{TINY_CONFIG} [bf16]"]
     assert main(["benchmark", "--config-file", str(TINY_CONFIG), "--precision", "fp16", "--size", "64"]) == 2
+    assert main(["benchmark", "--config-file", str(TINY_CONFIG), "--size", "64", "64", "64"]) == 2
