@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .generated import ensure_generated, write_coco_json
+from .generated import ensure_generated, render_images, write_coco_json
 
 __all__ = ["SHAPE_CLASSES", "ensure_shapes_dataset", "generate_shapes_split", "resolve_occlusions"]
 
@@ -39,7 +38,6 @@ SHAPE_CLASSES = ("circle", "square", "triangle")
 # reused: it is part of the cache folder's hash.
 GENERATOR_VERSION = 1
 TRAIN_SEED, VAL_SEED = 0, 1
-MAX_THREADS = 8
 # zlib level 1: noisy images barely compress better at 6, which takes half again as long.
 PNG_COMPRESS_LEVEL = 1
 
@@ -123,13 +121,7 @@ def generate_shapes_split(
         Image.fromarray(pixels).save(image_dir / file_name, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return dict(id=image_id, file_name=file_name, height=height, width=width), instances
 
-    images, annotations = [], []
-    # numpy and the PNG encoder release the GIL for most of the work: ~1.6x faster on 2 cores.
-    with ThreadPoolExecutor(max_workers=min(MAX_THREADS, os.cpu_count() or 1)) as pool:
-        for image, instances in pool.map(write_image, range(1, num_images + 1)):
-            images.append(image)
-            for instance in instances:
-                annotations.append(dict(instance, id=len(annotations) + 1, image_id=image["id"], iscrowd=0))
+    images, annotations = render_images(write_image, num_images)
 
     dataset = dict(
         info=dict(description="gn_detection synthetic shapes", version=GENERATOR_VERSION, split=split, seed=seed),

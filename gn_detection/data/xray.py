@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -32,7 +31,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .generated import ensure_generated, write_coco_json
+from .generated import ensure_generated, render_images, write_coco_json
 from .synthetic import PNG_COMPRESS_LEVEL, _erode, _rasterize, _smooth_field
 
 __all__ = ["XRAY_CLASSES", "XRAY_FILE_FORMATS", "ensure_xray_dataset", "generate_xray_split"]
@@ -47,7 +46,6 @@ XRAY_FILE_FORMATS = tuple(_SUFFIXES)
 # reused: it is part of the cache folder's hash.
 GENERATOR_VERSION = 1
 TRAIN_SEED, VAL_SEED = 0, 1
-MAX_THREADS = 8
 MIN_IMAGE_SIZE = 64
 
 # Pixel values: 12 bits, as most digital radiography detectors deliver.
@@ -192,12 +190,7 @@ def generate_xray_split(
             Image.fromarray(pixels).save(image_dir / file_name, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return dict(id=image_id, file_name=file_name, height=image_size, width=image_size), instances
 
-    images, annotations = [], []
-    with ThreadPoolExecutor(max_workers=min(MAX_THREADS, os.cpu_count() or 1)) as pool:
-        for image, instances in pool.map(write_image, range(1, num_images + 1)):
-            images.append(image)
-            for instance in instances:
-                annotations.append(dict(instance, id=len(annotations) + 1, image_id=image["id"], iscrowd=0))
+    images, annotations = render_images(write_image, num_images)
 
     dataset = dict(
         info=dict(
