@@ -1,4 +1,5 @@
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -14,6 +15,7 @@ from pycocotools.cocoeval import COCOeval
 
 from gn_detection.evaluation import BACKENDS, COCOEvaluator
 from gn_detection.evaluation import coco as coco_module
+from gn_detection.evaluation.benchmark import _model_outputs, synthetic_coco
 from gn_detection.evaluation.froc import froc
 
 SIZE = 128  # every image is SIZE x SIZE
@@ -284,10 +286,6 @@ def test_bad_arguments_raise(gt_file, monkeypatch):
 def test_evaluate_leaves_the_processed_detections_as_they_were(tmp_path, backend):
     """loadRes adds keys to what it is given; the evaluator hands it new dicts, not copies of
     every mask, and a second evaluate scores the same detections."""
-    import copy
-
-    from gn_detection.evaluation.benchmark import _model_outputs, synthetic_coco
-
     dataset, results = synthetic_coco(8, seed=1)
     json_file = tmp_path / "gt.json"
     json_file.write_text(json.dumps(dataset))
@@ -304,10 +302,6 @@ def test_evaluate_leaves_the_processed_detections_as_they_were(tmp_path, backend
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("task", ["bbox", "segm"])
 def test_results_are_loaded_as_load_res_loads_them(tmp_path, backend, task):
-    import copy
-
-    from gn_detection.evaluation.benchmark import synthetic_coco
-
     coco_cls, _ = coco_module._load_backend(backend)
     dataset, results = synthetic_coco(6, seed=2)
     json_file = tmp_path / "gt.json"
