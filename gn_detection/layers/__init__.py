@@ -2,6 +2,7 @@ from .blocks import CNNBlockBase
 from .conv import Conv2d
 from .norm import (
     NORM_REGISTRY,
+    FrozenBatchNorm2d,
     GroupNorm,
     NormSpec,
     convert_frozen_batchnorm,
@@ -15,6 +16,7 @@ from .shape_spec import ShapeSpec
 __all__ = [
     "CNNBlockBase",
     "Conv2d",
+    "FrozenBatchNorm2d",
     "NORM_REGISTRY",
     "GroupNorm",
     "NormSpec",

@@ -10,7 +10,7 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision import ops
 
 from ..utils.registry import Registry, lookup
 
@@ -18,6 +18,7 @@ __all__ = [
     "NORM_REGISTRY",
     "NormSpec",
     "GroupNorm",
+    "FrozenBatchNorm2d",
     "get_norm",
     "norm_from_cfg",
     "is_norm",
@@ -70,6 +71,18 @@ class GroupNorm(nn.GroupNorm):
         if x.dtype in (torch.float16, torch.bfloat16) and not (x.device.type == "cpu" and x.dtype == torch.bfloat16):
             return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class FrozenBatchNorm2d(ops.FrozenBatchNorm2d):
+    """torchvision's frozen BN (fixed statistics and affine), computed as detectron2 computes it:
+    where no gradient flows through it (the frozen stages of a backbone), PyTorch's fused
+    inference kernel, which is also faster; elsewhere ``x * scale + shift``. The two round
+    differently, so this keeps a frozen-BN step bit for bit equal to detectron2's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            return super().forward(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
 from gn_detection import get_cfg
 from gn_detection.layers import (
     NORM_REGISTRY,
+    FrozenBatchNorm2d,
     GroupNorm,
     convert_frozen_batchnorm,
     get_norm,
@@ -179,3 +179,21 @@ def test_gn_keeps_its_statistics_in_fp32_under_bf16_autocast(memory_format):
     reference.backward(grad.double())
     assert gn.weight.grad.dtype == torch.float32  # parameters and their gradients stay fp32
     assert (x.grad.double() - x64.grad).abs().max() <= 2**-6 * x64.grad.abs().max()
+
+
+def test_frozen_bn_scales_by_its_statistics_with_and_without_a_gradient():
+    layer = FrozenBatchNorm2d(8)
+    g = torch.Generator().manual_seed(0)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(layer, name).copy_(torch.randn(8, generator=g))
+    layer.running_var.copy_(torch.rand(8, generator=g) + 0.5)
+    x = torch.randn(2, 8, 5, 5, generator=g, dtype=torch.float64).float()
+    scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+    expected = (x - layer.running_mean[:, None, None]) * scale[:, None, None] + layer.bias[:, None, None]
+    frozen_input = layer(x)  # no gradient through it: the fused kernel, as detectron2
+    assert torch.equal(frozen_input, F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias, eps=layer.eps))
+    trained_input = layer(x.clone().requires_grad_())
+    torch.testing.assert_close(frozen_input, expected)
+    torch.testing.assert_close(trained_input, expected)
+    trained_input.sum().backward()
+    assert layer.weight.grad is None  # frozen: the gradient reaches the input only
