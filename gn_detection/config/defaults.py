@@ -58,9 +58,19 @@ _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
 # Round the anchors' corners to whole pixels (torchvision); detectron2 checkpoints need False.
 _C.MODEL.ANCHOR_GENERATOR.ROUND = True
 _C.MODEL.RPN = CN()
-_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]  # below: background, above: foreground
-_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+# An anchor's best IoU with the ground truth below 0.3: background (0); 0.7 or more: foreground
+# (1); between: ignored (-1). Each box's best anchors are foreground whatever their IoU.
+_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]
+_C.MODEL.RPN.IOU_LABELS = [0, -1, 1]
+# Anchors reaching more than this many pixels outside the image are not trained on; -1: all are.
+_C.MODEL.RPN.BOUNDARY_THRESH = -1
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256  # anchors drawn per image; also the losses' normalizer
 _C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+_C.MODEL.RPN.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# The anchor-delta loss is smooth L1 with this beta; 0 is L1 (detectron2), 1/9 Detectron's.
+_C.MODEL.RPN.SMOOTH_L1_BETA = 0.0
+_C.MODEL.RPN.LOSS_WEIGHT = 1.0  # scales loss_rpn_cls and loss_rpn_loc
+_C.MODEL.RPN.BBOX_REG_LOSS_WEIGHT = 1.0  # scales loss_rpn_loc again
 _C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000  # per feature level
 _C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
 _C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000  # per image
@@ -71,7 +81,11 @@ _C.MODEL.RPN.NMS_THRESH = 0.7
 _C.MODEL.ROI_HEADS = CN()
 _C.MODEL.ROI_HEADS.NUM_CLASSES = 80  # foreground classes; labels run 1..NUM_CLASSES, 0 is background
 _C.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+# A RoI's best IoU with the ground truth below 0.5: background; at least 0.5: foreground.
 _C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]
+_C.MODEL.ROI_HEADS.IOU_LABELS = [0, 1]
+# Add the ground-truth boxes to the proposals in training, so the heads see foreground early.
+_C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
 _C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
 _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
 _C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
@@ -86,6 +100,11 @@ _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
 _C.MODEL.ROI_BOX_HEAD.NORM = ""
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+# The box-delta loss is smooth L1 with this beta; 0 is L1 (detectron2), 1.0 Detectron's.
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0
+# One set of box deltas for all classes instead of one per class.
+_C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
 _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
 _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0  # 0: adaptive, ceil(RoI size / output size)
 # "ROIAlignV2" is RoIAlign with aligned=True (half-pixel offset), as in detectron2.
@@ -100,6 +119,8 @@ _C.MODEL.ROI_MASK_HEAD.NORM = ""
 _C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
 _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 0
 _C.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"
+# One mask per RoI instead of one per class.
+_C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False
 
 # Read by build_transform: the model resizes its inputs and maps outputs back to input pixels.
 _C.INPUT = CN()
@@ -111,6 +132,11 @@ _C.INPUT.FORMAT = "BGR"  # channel order of the model's input, matching PIXEL_ME
 # How the model resizes its input and maps boxes and masks back: "torchvision" or "detectron2"
 # (rounded sizes, antialiased resize to whole pixel values, grid-sample mask pasting).
 _C.INPUT.RESIZE_STYLE = "torchvision"
+# Read by DatasetMapper: how training targets carry masks, and so how the mask head's targets are
+# made (modeling/mask_targets.py). "polygon": the polygons, drawn inside each RoI at the head's
+# resolution (an RLE annotation is then an error); "bitmask": full-image masks, cut by each RoI
+# with aligned RoIAlign and thresholded at 0.5 (polygons and RLE alike).
+_C.INPUT.MASK_FORMAT = "polygon"
 # Read by DatasetMapper: "horizontal" flips half of the training images (with their masks).
 _C.INPUT.RANDOM_FLIP = "horizontal"
 # Read by DatasetMapper: intensity jitter in training, pixels x * U(1 - CONTRAST, 1 + CONTRAST)

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..utils import comm
 from .catalog import load_dataset
 from .coco import CocoInstances
-from .mapper import DatasetMapper
+from .mapper import DatasetMapper, check_polygon_annotations
 from .samplers import SampleKey, TrainingBatchSampler, inference_shard
 
 __all__ = ["build_train_loader", "build_test_loader", "load_datasets"]
@@ -76,6 +76,8 @@ def build_train_loader(cfg, *, seed: int, start_iter: int = 0) -> DataLoader:
         cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS, key="DATASETS.TRAIN"
     )
     _check_num_classes(cfg, dataset, "DATASETS.TRAIN")
+    if cfg.MODEL.MASK_ON and cfg.INPUT.MASK_FORMAT == "polygon":
+        check_polygon_annotations(dataset.records, "DATASETS.TRAIN")
     logger.info("training on %d images of %s", len(dataset.records), ", ".join(cfg.DATASETS.TRAIN))
     sampler = TrainingBatchSampler(
         [r["width"] / r["height"] for r in dataset.records],

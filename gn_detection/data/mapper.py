@@ -1,5 +1,5 @@
 """From a dataset record to what the model takes: an image tensor and its training target."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -8,9 +8,10 @@ from .coco import segmentation_to_mask
 from .dicom import DicomWindow
 from .image_io import IMAGE_FORMATS, read_image
 
-__all__ = ["DatasetMapper"]
+__all__ = ["DatasetMapper", "check_polygon_annotations"]
 
 FLIP_MODES = ("horizontal", "none")
+MASK_FORMATS = ("polygon", "bitmask")
 
 
 def dicom_window_from_cfg(cfg) -> DicomWindow:
@@ -29,13 +30,16 @@ class DatasetMapper:
 
     The returned dict holds ``image`` (C, H, W) float32 in 0-255, channels in ``image_format``
     order; ``image_id``, ``file_name``, ``height`` and ``width`` from the record; and in training
-    ``target``: ``boxes`` (G, 4) XYXY float32, ``labels`` (G,) int64 and ``masks`` (G, H, W)
-    uint8. Crowd regions are left out of the target: the evaluator reads them from the JSON.
+    ``target``: ``boxes`` (G, 4) XYXY float32, ``labels`` (G,) int64 and either ``polygons`` (per
+    instance a list of float64 arrays [x0, y0, x1, y1, ...]) or ``masks`` (G, H, W) uint8. Crowd
+    regions are left out of the target: the evaluator reads them from the JSON.
 
     Args:
         is_train: build the target and apply the augmentation.
         image_format: "RGB", "BGR" or "L" (INPUT.FORMAT).
         flip: "horizontal" flips half of the training images, masks and boxes with them; "none".
+        mask_format: "polygon" keeps the annotations' polygons (see
+            :func:`check_polygon_annotations`), "bitmask" draws every mask (INPUT.MASK_FORMAT).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class DatasetMapper:
         is_train: bool,
         image_format: str,
         flip: str = "horizontal",
+        mask_format: str = "polygon",
         brightness: float = 0.0,
         contrast: float = 0.0,
         dicom_window: Optional[DicomWindow] = None,
@@ -53,11 +58,14 @@ class DatasetMapper:
             raise ValueError(f"INPUT.FORMAT={image_format!r}: expected one of {IMAGE_FORMATS}")
         if flip not in FLIP_MODES:
             raise ValueError(f"INPUT.RANDOM_FLIP={flip!r}: expected one of {FLIP_MODES}")
+        if mask_format not in MASK_FORMATS:
+            raise ValueError(f"INPUT.MASK_FORMAT={mask_format!r}: expected one of {MASK_FORMATS}")
         if not (0 <= brightness < 1 and 0 <= contrast < 1):
             raise ValueError(f"INPUT.BRIGHTNESS={brightness} and INPUT.CONTRAST={contrast}: each must be in [0, 1)")
         self.is_train = is_train
         self.image_format = image_format
         self.flip = flip
+        self.mask_format = mask_format
         self.brightness = brightness
         self.contrast = contrast
         self.dicom_window = dicom_window or DicomWindow()
@@ -70,6 +78,7 @@ class DatasetMapper:
             is_train=is_train,
             image_format=cfg.INPUT.FORMAT,
             flip=cfg.INPUT.RANDOM_FLIP,
+            mask_format=cfg.INPUT.MASK_FORMAT,
             brightness=cfg.INPUT.BRIGHTNESS,
             contrast=cfg.INPUT.CONTRAST,
             dicom_window=dicom_window_from_cfg(cfg),
@@ -99,12 +108,17 @@ class DatasetMapper:
             return out
 
         annotations = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
-        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
-        labels = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
-        masks = np.zeros((len(annotations), height, width), dtype=np.uint8)
-        for i, a in enumerate(annotations):
-            masks[i] = segmentation_to_mask(a["segmentation"], height, width)
-        masks = torch.from_numpy(masks)
+        target = dict(
+            boxes=torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4),
+            labels=torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64),
+        )
+        if self.mask_format == "polygon":
+            target["polygons"] = [[np.array(p, dtype=np.float64) for p in a["segmentation"]] for a in annotations]
+        else:
+            masks = np.zeros((len(annotations), height, width), dtype=np.uint8)
+            for i, a in enumerate(annotations):
+                masks[i] = segmentation_to_mask(a["segmentation"], height, width)
+            target["masks"] = torch.from_numpy(masks)
 
         if self.contrast or self.brightness:
             gain = rng.uniform(1 - self.contrast, 1 + self.contrast)
@@ -112,7 +126,29 @@ class DatasetMapper:
             out["image"] = (out["image"] * gain + offset).clamp(0, 255)
         if self.flip == "horizontal" and rng.random() < 0.5:
             out["image"] = out["image"].flip(-1)
-            masks = masks.flip(-1)
-            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-        out["target"] = dict(boxes=boxes, labels=labels, masks=masks)
+            _flip_target(target, width)
+        out["target"] = target
         return out
+
+
+def _flip_target(target: dict, width: int) -> None:
+    """Mirror a target's boxes and masks or polygons in place, about an image ``width`` wide."""
+    x0, y0, x1, y1 = target["boxes"].unbind(dim=1)
+    target["boxes"] = torch.stack([width - x1, y0, width - x0, y1], dim=1)
+    if "masks" in target:
+        target["masks"] = target["masks"].flip(-1)
+    for polygon in (p for instance in target.get("polygons", ()) for p in instance):
+        polygon[0::2] = width - polygon[0::2]
+
+
+def check_polygon_annotations(records: Sequence[dict], key: str) -> None:
+    """Raise if a training annotation has no polygons (an RLE), which INPUT.MASK_FORMAT
+    "polygon" cannot use; crowd regions are not trained on and may be RLEs."""
+    for record in records:
+        for a in record["annotations"]:
+            if not a.get("iscrowd", 0) and isinstance(a["segmentation"], dict):
+                raise ValueError(
+                    f"{key}: annotation id {a['id']} of {record['file_name']} is an RLE mask, which "
+                    'INPUT.MASK_FORMAT "polygon" cannot draw inside its RoIs; set INPUT.MASK_FORMAT '
+                    '"bitmask" to train on RLE and polygon masks alike'
+                )

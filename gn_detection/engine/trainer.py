@@ -111,7 +111,7 @@ class Trainer:
     def run_step(self, batch: list) -> Dict[str, torch.Tensor]:
         """One optimizer step on ``batch``; returns the losses, detached, on the device."""
         images = [sample["image"].to(self.device, non_blocking=True) for sample in batch]
-        targets = [{k: v.to(self.device, non_blocking=True) for k, v in sample["target"].items()} for sample in batch]
+        targets = [_to_device(sample["target"], self.device) for sample in batch]
         autocast = (
             torch.autocast(self.device.type, dtype=self.amp_dtype)
             if self.amp_dtype is not None
@@ -162,3 +162,8 @@ class Trainer:
                 f"SOLVER.BASE_LR, lengthen SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS."
             )
         return dict(zip(names, table[-1].tolist()))
+
+
+def _to_device(target: Dict, device: torch.device) -> Dict:
+    """A target's tensors on ``device``; polygons stay on the host, where they are drawn."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in target.items()}

@@ -3,7 +3,6 @@ from typing import List, Sequence
 
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.image_list import ImageList
 
 __all__ = ["GridAnchorGenerator"]
 
@@ -50,10 +49,13 @@ class GridAnchorGenerator(AnchorGenerator):
         anchors = torch.tensor(anchors, dtype=dtype, device=device)
         return anchors.round() if self.round_anchors else anchors
 
-    def forward(self, image_list: ImageList, feature_maps: List[torch.Tensor]) -> List[torch.Tensor]:
-        grid_sizes = [tuple(f.shape[-2:]) for f in feature_maps]
+    def forward(self, feature_maps: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Per level, (H * W * A, 4) XYXY anchors in input pixels, A per location, locations in
+        row-major order (the order of the RPN head's outputs flattened from (A, H, W) to (H, W, A)).
+        Always fp32: under autocast the features are bf16, which would move an 800-px anchor by
+        pixels."""
+        grid_sizes = [list(f.shape[-2:]) for f in feature_maps]
         device = feature_maps[0].device
         strides = [[torch.tensor(s, dtype=torch.int64, device=device)] * 2 for s in self.strides]
-        self.set_cell_anchors(feature_maps[0].dtype, device)
-        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))
-        return [anchors for _ in image_list.image_sizes]
+        self.set_cell_anchors(torch.float32, device)
+        return self.grid_anchors(grid_sizes, strides)

@@ -61,11 +61,8 @@ class ROIPooler(nn.Module):
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def forward(
-        self, features: Dict[str, torch.Tensor], boxes: List[torch.Tensor], image_shapes: List[Tuple[int, int]]
-    ) -> torch.Tensor:
-        """Pool ``boxes[i]`` (XYXY, input pixels) from image i's features. ``image_shapes`` is
-        part of torchvision's RoIHeads calling convention; the strides make it unnecessary."""
+    def forward(self, features: Dict[str, torch.Tensor], boxes: List[torch.Tensor]) -> torch.Tensor:
+        """Pool ``boxes[i]`` (XYXY, input pixels) from image i's features."""
         x = [features[f] for f in self.in_features]
         rois = torch.cat(
             [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0

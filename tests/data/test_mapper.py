@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gn_detection.data.mapper import DatasetMapper
+from gn_detection.data.mapper import DatasetMapper, check_polygon_annotations
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ class FixedDraw:
 
 
 def test_training_target_leaves_crowd_out_and_follows_the_format(record):
-    out = DatasetMapper(is_train=True, image_format="BGR", flip="none")(record, FixedDraw(0.0))
+    out = DatasetMapper(is_train=True, image_format="BGR", flip="none", mask_format="bitmask")(record, FixedDraw(0.0))
     assert out["image"].shape == (3, 20, 30) and out["image"].dtype == torch.float32
     assert out["image"][0, 0, 0] == 7 and out["image"][2, 0, 29] == 29  # BGR: blue first
     target = out["target"]
@@ -42,15 +42,44 @@ def test_training_target_leaves_crowd_out_and_follows_the_format(record):
     assert target["boxes"].tolist() == [[2.0, 4.0, 12.0, 10.0]]
     assert target["masks"].shape == (1, 20, 30) and target["masks"].sum() == 10 * 6
     assert target["masks"][0, 4:10, 2:12].all()
+    assert "polygons" not in target
+
+
+def test_polygon_format_keeps_the_polygons_as_float64_arrays(record):
+    target = DatasetMapper(is_train=True, image_format="BGR", flip="none")(record, FixedDraw(0.0))["target"]
+    assert "masks" not in target and len(target["polygons"]) == 1  # the crowd region is left out
+    (polygon,) = target["polygons"][0]
+    assert polygon.dtype == np.float64 and polygon.tolist() == [2, 4, 12, 4, 12, 10, 2, 10]
 
 
 def test_horizontal_flip_moves_image_box_and_mask_together(record):
-    mapper = DatasetMapper(is_train=True, image_format="RGB", flip="horizontal")
+    mapper = DatasetMapper(is_train=True, image_format="RGB", flip="horizontal", mask_format="bitmask")
     kept, flipped = mapper(record, FixedDraw(0.9)), mapper(record, FixedDraw(0.1))
     torch.testing.assert_close(flipped["image"], kept["image"].flip(-1))
     assert flipped["target"]["boxes"].tolist() == [[18.0, 4.0, 28.0, 10.0]]
     assert flipped["target"]["masks"][0].equal(kept["target"]["masks"][0].flip(-1))
     assert flipped["target"]["masks"][0, 4:10, 18:28].all()
+
+
+def test_horizontal_flip_mirrors_the_polygons(record):
+    mapper = DatasetMapper(is_train=True, image_format="RGB", flip="horizontal")
+    (polygon,) = mapper(record, FixedDraw(0.1))["target"]["polygons"][0]
+    assert polygon.tolist() == [28, 4, 18, 4, 18, 10, 28, 10]
+    assert record["annotations"][0]["segmentation"][0][0] == 2  # the record itself is untouched
+
+
+def test_polygon_format_refuses_rle_training_masks_and_names_the_annotation(record):
+    check_polygon_annotations([record], "DATASETS.TRAIN")  # polygons, and an RLE-free crowd: fine
+    record["annotations"][1]["segmentation"] = {"size": [20, 30], "counts": "abc"}
+    check_polygon_annotations([record], "DATASETS.TRAIN")  # crowd regions are not trained on
+    record["annotations"][0]["segmentation"] = {"size": [20, 30], "counts": "abc"}
+    with pytest.raises(ValueError, match=r"annotation id 1 of .*image.png is an RLE .* INPUT.MASK_FORMAT \"bitmask\""):
+        check_polygon_annotations([record], "DATASETS.TRAIN")
+
+
+def test_unknown_mask_format_is_refused():
+    with pytest.raises(ValueError, match="INPUT.MASK_FORMAT='rle'"):
+        DatasetMapper(is_train=True, image_format="RGB", mask_format="rle")
 
 
 def test_evaluation_has_no_target(record):

@@ -138,7 +138,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_data
     with pytest.raises(FloatingPointError) as error:
         run_training(train_cfg(tiny_dataset, tmp_path, **{"SOLVER.LOG_PERIOD": log_period}))
     message = str(error.value)
-    assert "iteration 4" in message and "loss_mask=nan" in message and "loss_classifier=" in message
+    assert "iteration 4" in message and "loss_mask=nan" in message and "loss_cls=" in message
     assert "model_0000003.pth" in message
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
     assert not (tmp_path / "model_final.pth").exists()

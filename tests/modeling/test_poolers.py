@@ -20,7 +20,7 @@ def test_sampling_points_have_the_half_pixel_offset_only_when_aligned(aligned, o
     columns = torch.arange(64, dtype=torch.float32).expand(1, 1, 64, 64).contiguous()
     pooler = ROIPooler(4, in_features=["p2"], strides=[1], sampling_ratio=1, aligned=aligned)
     x0, x1 = 8.0, 24.0
-    out = pooler({"p2": columns}, [torch.tensor([[x0, 8.0, x1, 24.0]])], [(64, 64)])
+    out = pooler({"p2": columns}, [torch.tensor([[x0, 8.0, x1, 24.0]])])
     bin_width = (x1 - x0) / 4
     expected = torch.tensor([x0 + (i + 0.5) * bin_width + offset for i in range(4)])
     torch.testing.assert_close(out[0, 0, 0], expected)
@@ -34,7 +34,7 @@ def test_each_box_is_read_from_its_level_and_batch_image():
     }
     pooler = ROIPooler(2, in_features=list(features), strides=strides, aligned=True)
     boxes = [torch.tensor([square(128, 40), square(128, 224)]), torch.tensor([square(100, 120)])]
-    out = pooler(features, boxes, [(256, 256)] * 2)
+    out = pooler(features, boxes)
     assert out.shape == (3, 1, 2, 2)
     # 40 px -> P2 of image 0; 224 px -> P4 of image 0; 120 px -> P3 of image 1.
     assert out[:, 0, 0, 0].tolist() == [20.0, 40.0, 31.0]

@@ -2,8 +2,8 @@ from .box_head import FastRCNNConvFCHead
 from .build import BOX_HEAD_REGISTRY, MASK_HEAD_REGISTRY, build_box_head, build_mask_head
 from .mask_head import MaskRCNNConvUpsampleHead
 from .predictors import BoxPredictor, MaskPredictor
-from .roi_heads import build_roi_heads
-from .rpn import RPNHead, build_anchor_generator, build_rpn
+from .roi_heads import StandardROIHeads, build_roi_heads
+from .rpn import RPN, RPNHead, build_anchor_generator, build_rpn
 
 __all__ = [
     "BOX_HEAD_REGISTRY",
@@ -12,7 +12,9 @@ __all__ = [
     "FastRCNNConvFCHead",
     "MaskPredictor",
     "MaskRCNNConvUpsampleHead",
+    "RPN",
     "RPNHead",
+    "StandardROIHeads",
     "build_anchor_generator",
     "build_box_head",
     "build_mask_head",

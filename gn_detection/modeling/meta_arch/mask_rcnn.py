@@ -1,11 +1,9 @@
 import torch
 from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from ..backbone import Backbone, build_backbone
-from ..heads import build_roi_heads, build_rpn
+from ..heads import RPN, StandardROIHeads, build_roi_heads, build_rpn
 from .build import META_ARCH_REGISTRY
 from .transform import build_transform
 
@@ -14,12 +12,13 @@ __all__ = ["MaskRCNN"]
 
 @META_ARCH_REGISTRY.register()
 class MaskRCNN(GeneralizedRCNN):
-    """Mask R-CNN (He et al. 2017) on torchvision's detection machinery; Faster R-CNN when the
-    RoI heads have no mask branch (MODEL.MASK_ON: False).
+    """Mask R-CNN (He et al. 2017); Faster R-CNN when the RoI heads have no mask branch
+    (MODEL.MASK_ON: False). torchvision's GeneralizedRCNN runs the parts in order: transform,
+    backbone, RPN, RoI heads, and maps detections back to the input images.
 
-    ``model(images, targets)`` in training mode returns a dict of scalar losses
-    (``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``, ``loss_box_reg``,
-    ``loss_mask``). In eval mode ``model(images)`` returns one dict per image with, in the input
+    ``model(images, targets)`` in training mode returns a dict of scalar losses, detectron2's:
+    ``loss_rpn_cls``, ``loss_rpn_loc`` (heads/rpn.py), ``loss_cls``, ``loss_box_reg`` and
+    ``loss_mask`` (heads/roi_heads.py). In eval mode ``model(images)`` returns one dict per image with, in the input
     image's pixels: ``boxes`` (R, 4) XYXY, ``labels`` (R,) in 1..NUM_CLASSES, ``scores`` (R,)
     and ``masks`` (R, 1, H, W) probabilities.
 
@@ -32,15 +31,17 @@ class MaskRCNN(GeneralizedRCNN):
         compile_backbone: torch.compile the backbone in place (parameter names do not change).
 
     Images are (C, H, W) float tensors in 0-255, channels in INPUT.FORMAT order; targets hold
-    ``boxes`` (G, 4) XYXY float, ``labels`` (G,) int64 and ``masks`` (G, H, W) uint8.
+    ``boxes`` (G, 4) XYXY float, ``labels`` (G,) int64 and either ``masks`` (G, H, W) uint8 or
+    ``polygons``, per instance a list of float64 arrays ``[x0, y0, x1, y1, ...]`` in the
+    image's pixels (modeling/mask_targets.py).
     """
 
     def __init__(
         self,
         *,
         backbone: Backbone,
-        rpn: RegionProposalNetwork,
-        roi_heads: RoIHeads,
+        rpn: RPN,
+        roi_heads: StandardROIHeads,
         transform: nn.Module,
         channels_last: bool = False,
         compile_backbone: bool = False,

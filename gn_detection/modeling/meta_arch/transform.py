@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
-__all__ = ["ResizeNormalize", "RESIZE_STYLES", "build_transform", "paste_masks_grid_sample"]
+__all__ = ["ResizeNormalize", "RESIZE_STYLES", "build_transform", "paste_masks_grid_sample", "scale_polygons"]
 
 # "torchvision": its resize (floor of the scaled size, bilinear on float pixels) and its mask
 # pasting. "detectron2": detectron2's ResizeShortestEdge (rounded size, PIL's bilinear on uint8
@@ -40,6 +40,12 @@ def paste_masks_grid_sample(masks: torch.Tensor, boxes: torch.Tensor, image_size
         grid = torch.stack([gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)], dim=3)
         out[chunk] = F.grid_sample(masks[chunk].float(), grid, align_corners=False).to(out.dtype)
     return out
+
+
+def scale_polygons(polygons: List[List[np.ndarray]], scale_x: float, scale_y: float) -> List[List[np.ndarray]]:
+    """Per instance, its [x0, y0, x1, y1, ...] float64 polygons with x and y scaled (new arrays)."""
+    scale = np.array([scale_x, scale_y], dtype=np.float64)
+    return [[(p.reshape(-1, 2) * scale).reshape(-1) for p in instance] for instance in polygons]
 
 
 class ResizeNormalize(GeneralizedRCNNTransform):
@@ -81,6 +87,14 @@ class ResizeNormalize(GeneralizedRCNNTransform):
         return self
 
     def resize(self, image: torch.Tensor, target: Optional[Dict[str, torch.Tensor]] = None):
+        height, width = image.shape[-2:]
+        image, target = self._resize(image, target)
+        if target is not None and "polygons" in target:
+            scale_x, scale_y = image.shape[-1] / width, image.shape[-2] / height
+            target = dict(target, polygons=scale_polygons(target["polygons"], scale_x, scale_y))
+        return image, target
+
+    def _resize(self, image: torch.Tensor, target: Optional[Dict[str, torch.Tensor]]):
         if self.resize_style == "torchvision":
             return super().resize(image, target)
         short = self.torch_choice(self.min_size) if self.training else self.min_size[-1]

@@ -8,7 +8,7 @@ from gn_detection.layers import GroupNorm
 from gn_detection.utils.registry import UnknownNameError
 from tests.conftest import make_sample
 
-LOSSES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+LOSSES = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
 
 
 def test_training_losses_are_finite_and_every_trainable_parameter_gets_a_finite_gradient(tiny_cfg):
