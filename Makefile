@@ -3,13 +3,15 @@ VENV ?= .venv
 PYTHON ?= python3
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test clean
+.PHONY: venv run test clean
 
 $(INSTALLED): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
+
+venv: $(INSTALLED)
 
 DEFAULT_CONFIG := configs/shapes/scratch_mask_rcnn_R_18_FPN_gn.yaml
 DEFAULT_OUTPUT := output/shapes_gn_scratch

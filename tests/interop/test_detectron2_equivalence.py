@@ -1,24 +1,21 @@
-"""Optional: with detectron2 installed, a detectron2 GN Mask R-CNN checkpoint loaded here gives
-detectron2's detections. Skipped where detectron2 is not installed (CI does not have it).
+"""With detectron2 installed, a detectron2 GN Mask R-CNN checkpoint loaded here gives detectron2's
+detections. Skipped where detectron2 is not installed; CI installs it and runs this.
 
 ``python -m pytest -s tests/interop`` in an environment with detectron2 prints each image's
 largest box, score and mask differences."""
-import pickle
-
 import numpy as np
 import pytest
 import torch
 
 detectron2 = pytest.importorskip("detectron2")
 
-from detectron2 import model_zoo  # noqa: E402
-from detectron2.config import get_cfg as d2_get_cfg  # noqa: E402
 from detectron2.engine import DefaultPredictor  # noqa: E402
 from torchvision.ops import box_iou  # noqa: E402
 
 from gn_detection import build_model, get_cfg  # noqa: E402
 from gn_detection.checkpoint import load_weights  # noqa: E402
 from tests.conftest import CONFIGS  # noqa: E402
+from tests.interop.detectron2_reference import detectron2_cfg, perturb_, save_detectron2_checkpoint  # noqa: E402
 
 
 def random_image(height, width, seed):
@@ -35,29 +32,12 @@ def random_image(height, width, seed):
 
 @pytest.fixture(scope="module")
 def detectron2_predictor_and_weights(tmp_path_factory):
-    cfg = d2_get_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file("Misc/mask_rcnn_R_50_FPN_3x_gn.yaml"))
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = detectron2_cfg("Misc/mask_rcnn_R_50_FPN_3x_gn.yaml")
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
     torch.manual_seed(0)
     predictor = DefaultPredictor(cfg)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in predictor.model.named_parameters():
-            # Random norm affines and predictors: misplaced or mis-ordered tensors cannot hide.
-            if ".norm." in name:
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-            elif "cls_score" in name or "mask_head.predictor" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * (0.05 if p.dim() > 1 else 0.1))
-            elif "bbox_pred" in name or "anchor_deltas" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.01)
-            elif "objectness_logits" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    path = tmp_path_factory.mktemp("d2") / "model_final.pkl"
-    state = {k: v.numpy() for k, v in predictor.model.state_dict().items()}
-    path.write_bytes(pickle.dumps({"model": state, "__author__": "test", "matching_heuristics": True}))
-    return predictor, str(path)
+    perturb_(predictor.model, seed=1)
+    return predictor, save_detectron2_checkpoint(predictor.model, tmp_path_factory.mktemp("d2") / "model_final.pkl")
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +74,9 @@ def test_same_detections_as_detectron2(detectron2_predictor_and_weights, ours, h
     their_masks = theirs.pred_masks[matched]
     my_masks = mine["masks"][match[matched], 0] >= 0.5
     inter = (their_masks & my_masks).flatten(1).sum(1).float()
-    union = (their_masks | my_masks).flatten(1).sum(1).float().clamp(min=1)
-    mask_iou = (inter / union).min().item()
+    union = (their_masks | my_masks).flatten(1).sum(1).float()
+    # two empty masks (no pixel reaches 0.5) are the same mask
+    mask_iou = torch.where(union > 0, inter / union.clamp(min=1), 1.0).min().item()
     print(
         f"\n{height}x{width}: {int(matched.sum())}/{len(theirs)} detections matched; max box difference "
         f"{box_diff:.4f} px, max score difference {score_diff:.2e}, min mask IoU {mask_iou:.4f}"
