@@ -170,7 +170,7 @@ def train_both(case: Case, tmp_path):
             optimizer.zero_grad()
             sum(losses.values()).backward()
         if not result["losses"]:
-            result["losses"] = {k: (float(their_losses[k]), float(our_losses[k])) for k in their_losses}
+            result["losses"] = {k: (their_losses[k].item(), our_losses[k].item()) for k in their_losses}
             their_grads = {n: p.grad for n, p in theirs.named_parameters() if p.grad is not None}
             converted, _ = convert(their_grads, DETECTRON2, our_state)
             result["grads"] = {
