@@ -23,16 +23,24 @@ class Matcher:
         allow_low_quality_matches: also make foreground every prediction that is the best match
             of some ground-truth box, whatever its IoU, so each box has a positive (Faster R-CNN's
             RPN rule).
+        key: the config node the settings come from (``MODEL.RPN``), named by the errors.
     """
 
-    def __init__(self, thresholds: Sequence[float], labels: Sequence[int], *, allow_low_quality_matches: bool = False):
+    def __init__(
+        self,
+        thresholds: Sequence[float],
+        labels: Sequence[int],
+        *,
+        allow_low_quality_matches: bool = False,
+        key: str = "Matcher",
+    ):
         thresholds = list(thresholds)
         if thresholds != sorted(thresholds) or not all(0 <= t <= 1 for t in thresholds):
-            raise ValueError(f"IOU_THRESHOLDS={thresholds}: expected increasing values in [0, 1]")
+            raise ValueError(f"{key}.IOU_THRESHOLDS={thresholds}: expected increasing values in [0, 1]")
         if len(labels) != len(thresholds) + 1 or not set(labels) <= {-1, 0, 1}:
             raise ValueError(
-                f"IOU_LABELS={list(labels)} for IOU_THRESHOLDS={thresholds}: expected {len(thresholds) + 1} "
-                "labels, one per interval, each -1 (ignore), 0 (background) or 1 (foreground)"
+                f"{key}.IOU_LABELS={list(labels)} for IOU_THRESHOLDS={thresholds}: expected "
+                f"{len(thresholds) + 1} labels, one per interval, each -1 (ignore), 0 (background) or 1 (foreground)"
             )
         self.thresholds = [-float("inf")] + thresholds + [float("inf")]
         self.labels = list(labels)

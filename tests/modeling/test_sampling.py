@@ -51,3 +51,11 @@ def test_subsample_draws_as_detectron2_does_for_a_given_seed():
     positive, negative = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 4, 7])
     assert pos.tolist() == positive[torch.randperm(3)[:2]].tolist()
     assert neg.tolist() == negative[torch.randperm(4)[:2]].tolist()
+
+
+def test_a_bad_setting_is_named_with_its_config_key(tiny_cfg):
+    from gn_detection import build_model
+
+    tiny_cfg.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.4, 0.6]  # two thresholds need three labels
+    with pytest.raises(ValueError, match=r"MODEL\.ROI_HEADS\.IOU_LABELS=\[0, 1\] .* expected 3 labels"):
+        build_model(tiny_cfg)

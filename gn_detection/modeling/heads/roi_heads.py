@@ -280,7 +280,7 @@ def build_roi_heads(cfg, input_shapes: Dict[str, ShapeSpec]) -> StandardROIHeads
         box_predictor=BoxPredictor(
             box_head.output_shape(), h.NUM_CLASSES, cls_agnostic_bbox_reg=box.CLS_AGNOSTIC_BBOX_REG
         ),
-        proposal_matcher=Matcher(h.IOU_THRESHOLDS, h.IOU_LABELS),
+        proposal_matcher=Matcher(h.IOU_THRESHOLDS, h.IOU_LABELS, key="MODEL.ROI_HEADS"),
         batch_size_per_image=h.BATCH_SIZE_PER_IMAGE,
         positive_fraction=h.POSITIVE_FRACTION,
         proposal_append_gt=h.PROPOSAL_APPEND_GT,

@@ -282,7 +282,7 @@ def build_rpn(cfg, input_shapes: Dict[str, ShapeSpec]) -> RPN:
     return RPN(
         head=RPNHead(channels.pop(), anchor_generator.num_anchors_per_location()[0]),
         anchor_generator=anchor_generator,
-        anchor_matcher=Matcher(r.IOU_THRESHOLDS, r.IOU_LABELS, allow_low_quality_matches=True),
+        anchor_matcher=Matcher(r.IOU_THRESHOLDS, r.IOU_LABELS, allow_low_quality_matches=True, key="MODEL.RPN"),
         box_reg_weights=r.BBOX_REG_WEIGHTS,
         batch_size_per_image=r.BATCH_SIZE_PER_IMAGE,
         positive_fraction=r.POSITIVE_FRACTION,
