@@ -1,12 +1,13 @@
 from .checkpointer import Checkpointer
 from .io import atomic_save, atomic_write_text, load_pickle_file, load_torch_file, load_weights_file
-from .rename import ConversionReport, Format, convert
+from .rename import ConversionReport, Format, InputConvention, convert
 from .weights import convert_checkpoint_file, load_weights, resolve_weights_path
 
 __all__ = [
     "Checkpointer",
     "ConversionReport",
     "Format",
+    "InputConvention",
     "atomic_save",
     "atomic_write_text",
     "convert",

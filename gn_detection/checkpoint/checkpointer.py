@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..utils import comm
+from ..utils.comm import unwrap
 from .io import atomic_save, atomic_write_text, load_torch_file
 
 __all__ = ["Checkpointer", "get_rng_states", "set_rng_states"]
@@ -41,10 +42,6 @@ def set_rng_states(states: Dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 class Checkpointer:
     """Saves and restores the model, optimizer, LR scheduler, loss scaler, iteration and RNGs.
 
@@ -65,7 +62,7 @@ class Checkpointer:
         if comm.is_main_process():
             state = dict(
                 format="gn_detection",
-                model=_unwrap(self.model).state_dict(),
+                model=unwrap(self.model).state_dict(),
                 iteration=iteration,
                 rng=get_rng_states(),
                 metadata=self.metadata,
@@ -92,7 +89,7 @@ class Checkpointer:
             logger.info("--resume: no checkpoint in %s; starting from scratch", self.output_dir)
             return None
         state = load_torch_file(path)
-        _unwrap(self.model).load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         for key, trainable in self.trainables.items():
             trainable.load_state_dict(state[key])
         set_rng_states(state["rng"])

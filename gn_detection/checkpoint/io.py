@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import torch
 
+from ..utils.errors import UserError
 from ..utils.file_io import atomic_write
 
 try:  # numpy >= 2 moved its internals to numpy._core; numpy.core is a warning shim there
@@ -47,7 +48,7 @@ def load_torch_file(path: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError here
-        raise ValueError(f"{path}: not a torch weights file that can be loaded safely ({e})") from None
+        raise UserError(f"{path}: not a torch weights file that can be loaded safely ({e})") from None
 
 
 def _latin1_encode(text: str, encoding: str, errors: str = "strict") -> bytes:
@@ -145,7 +146,7 @@ def load_pickle_file(path: str) -> Any:
         except _RefusedGlobal:
             raise
         except Exception as e:  # UnpicklingError, EOFError (truncated), TypeError, ...
-            raise ValueError(f"{path}: not a weights pickle that can be loaded safely ({e!r})") from None
+            raise UserError(f"{path}: not a weights pickle that can be loaded safely ({e!r})") from None
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save since 1.6 writes a zip archive
@@ -174,6 +175,6 @@ def load_weights_file(path: str) -> Any:
         return load_torch_file(path)
     if head.startswith(_PICKLE_PROTO_OPCODE) or head[:1] in _PICKLE_V0_V1_STARTS:
         return load_pickle_file(path)
-    raise ValueError(
+    raise UserError(
         f"{path}: neither a torch file (zip or legacy) nor a pickle; it starts with {head[:8]!r}"
     )

@@ -11,17 +11,24 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..utils.errors import UserError
+
 __all__ = ["InputConvention", "Format", "ConversionReport", "TensorFix", "convert", "as_tensor"]
 
 
 @dataclass(frozen=True)
 class InputConvention:
-    """What the source weights expect as input: channel order ("RGB"/"BGR") and the mean/std of
+    """What weights expect as input: channel order ("RGB", "BGR" or "L") and the mean/std of
     0-255 pixel values, in that channel order."""
 
     format: str
     pixel_mean: Tuple[float, ...]
     pixel_std: Tuple[float, ...]
+
+    @classmethod
+    def from_config(cls, cfg) -> "InputConvention":
+        """The model's input: INPUT.FORMAT, MODEL.PIXEL_MEAN and MODEL.PIXEL_STD."""
+        return cls(cfg.INPUT.FORMAT, tuple(cfg.MODEL.PIXEL_MEAN), tuple(cfg.MODEL.PIXEL_STD))
 
 
 @dataclass(frozen=True)
@@ -36,8 +43,11 @@ class TensorFix:
 
 @dataclass(frozen=True)
 class Format:
+    """A source format. ``matches(keys)`` recognises its checkpoints from their tensor names."""
+
     name: str
     rules: Sequence[Tuple[str, str]]
+    matches: Callable[[Sequence[str]], bool]
     drop: Sequence[str] = ()
     fixes: Sequence[TensorFix] = ()
     input: Optional[InputConvention] = None
@@ -135,7 +145,7 @@ def convert(
             continue
         new = rename_key(key, fmt.rules, fired)
         if new in renamed:
-            raise ValueError(f"source tensors {renamed[new][0]!r} and {key!r} both map to {new!r}")
+            raise UserError(f"source tensors {renamed[new][0]!r} and {key!r} both map to {new!r}")
         renamed[new] = (key, as_tensor(value))
     report.unfired_rules = [pattern for i, (pattern, _) in enumerate(fmt.rules) if i not in fired]
 

@@ -2,20 +2,21 @@
 import dataclasses
 import logging
 import os
-import re
+import warnings
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .formats import FORMATS
+from ..utils.comm import unwrap
+from ..utils.errors import UserError
+from .formats import FORMATS, GN_DETECTION
 from .formats.detectron import MSRA_BN_INPUT
 from .io import atomic_save, load_weights_file
 from .rename import ConversionReport, Format, InputConvention, TensorFix, convert
 
 __all__ = [
-    "GN_DETECTION",
     "WEIGHT_URL_PREFIXES",
     "resolve_weights_path",
     "read_checkpoint",
@@ -24,9 +25,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Checkpoints this package wrote: names as they are.
-GN_DETECTION = Format(name="gn_detection", rules=())
 
 # Short names for the well-known files, as detectron2 spells them.
 WEIGHT_URL_PREFIXES = {
@@ -60,29 +58,23 @@ def _is_tensor(value) -> bool:
 
 
 def _detect_format(obj, path: str) -> Tuple[Format, Mapping]:
+    """The checkpoint's format (the first of FORMATS whose names match) and its tensors."""
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
-    if "blobs" in obj and isinstance(obj["blobs"], Mapping):
+        raise UserError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
+    if "blobs" in obj and isinstance(obj["blobs"], Mapping):  # Detectron's pickles
         return FORMATS["detectron"], obj["blobs"]
     if "model" in obj and isinstance(obj["model"], Mapping):
         if obj.get("format") == GN_DETECTION.name:
             return GN_DETECTION, obj["model"]
         obj = obj["model"]
     keys = [k for k, v in obj.items() if _is_tensor(v)]
-    if any(re.match(r"^(conv1_w|res_conv1_bn_s|res\d_\d+_branch2a_w)$", k) for k in keys):
-        return FORMATS["detectron"], obj
-    if "layer1.0.conv1.weight" in keys:
-        # timm's resnet*_gn has GN, so no running statistics, where torchvision has BN
-        return FORMATS["torchvision" if "bn1.running_mean" in keys else "timm"], obj
-    if any(k.startswith("proposal_generator.") or k in ("pixel_mean", "pixel_std") for k in keys):
-        return FORMATS["detectron2"], obj
-    # detectron2's backbone and head names are ours: without its RPN names, either table fits.
-    if any(k.startswith(("backbone.", "rpn.head.", "roi_heads.")) for k in keys):
-        return GN_DETECTION, obj
-    raise ValueError(
-        f"{path}: cannot tell which format these weights are in (keys like {keys[:5]}); "
-        f"pass the format: one of {sorted(FORMATS) + [GN_DETECTION.name]}"
-    )
+    fmt = next((f for f in FORMATS.values() if f.matches(keys)), None)
+    if fmt is None:
+        raise UserError(
+            f"{path}: cannot tell which format these weights are in (keys like {keys[:5]}); "
+            f"pass the format: one of {sorted(FORMATS)}"
+        )
+    return fmt, obj
 
 
 def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object], Format, Optional[InputConvention]]:
@@ -95,10 +87,9 @@ def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object],
     obj = load_weights_file(path)
     fmt, tensors = _detect_format(obj, path)
     if format != "auto":
-        known = {**FORMATS, GN_DETECTION.name: GN_DETECTION}
-        if format not in known:
-            raise ValueError(f"--format {format!r}: expected auto or one of {sorted(known)}")
-        fmt = known[format]
+        if format not in FORMATS:
+            raise UserError(f"--format {format!r}: expected auto or one of {sorted(FORMATS)}")
+        fmt = FORMATS[format]
     tensors = {k: v for k, v in tensors.items() if _is_tensor(v)}
     convention = fmt.input
     if fmt.name == "detectron" and any(k.endswith("_bn_s") for k in tensors):
@@ -115,18 +106,20 @@ def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object],
 
 
 def _input_fixes(
-    source: Optional[InputConvention], cfg, notes: List[str]
+    source: Optional[InputConvention], model_input: Optional[InputConvention], notes: List[str]
 ) -> Tuple[List[TensorFix], Optional[InputConvention]]:
-    """How the stem must change for INPUT.FORMAT, and the input the result expects.
+    """How the stem must change for the model's input (INPUT.FORMAT), and the input the result
+    expects.
 
     RGB and BGR swap the stem's input channels; L folds a colour stem into one channel. The pixel
-    mean and std are checked against MODEL.PIXEL_MEAN/PIXEL_STD; differences go to ``notes``.
+    mean and std are checked against the model's (MODEL.PIXEL_MEAN/PIXEL_STD); differences go to
+    ``notes``.
     """
-    if source is None or cfg is None:
+    if source is None or model_input is None:
         return [], source
-    wanted = cfg.INPUT.FORMAT
+    wanted = model_input.format
     if wanted == "L" and source.format in ("RGB", "BGR"):
-        return _fold_to_gray(source, cfg, notes)
+        return _fold_to_gray(source, model_input, notes)
     mean, std = tuple(source.pixel_mean), tuple(source.pixel_std)
     fixes = []
     if {source.format, wanted} == {"RGB", "BGR"}:
@@ -135,8 +128,8 @@ def _input_fixes(
     elif source.format != wanted:
         notes.append(f"weights take {source.format} input but INPUT.FORMAT is {wanted}: not adapted")
         return [], source
-    for key, expected in (("PIXEL_MEAN", mean), ("PIXEL_STD", std)):
-        given = tuple(cfg.MODEL[key])
+    for key, given, expected in (("PIXEL_MEAN", model_input.pixel_mean, mean), ("PIXEL_STD", model_input.pixel_std, std)):
+        given = tuple(given)
         if len(given) != len(expected) or not np.allclose(given, expected, atol=1e-3):
             notes.append(
                 f"MODEL.{key}={list(given)} but these weights were trained with {list(expected)} "
@@ -145,14 +138,16 @@ def _input_fixes(
     return fixes, InputConvention(wanted, mean, std)
 
 
-def _fold_to_gray(source: InputConvention, cfg, notes: List[str]) -> Tuple[List[TensorFix], InputConvention]:
+def _fold_to_gray(
+    source: InputConvention, model_input: InputConvention, notes: List[str]
+) -> Tuple[List[TensorFix], InputConvention]:
     """Fold a colour stem into a one-channel one, so the model sees a gray image as the source
     model sees it replicated to three channels.
 
     The source computes sum_c W_c (g - m_c) / s_c; with W' = sum_c W_c * s / s_c the folded conv
     computes W' (g - m) / s: the same exactly when every m_c equals MODEL.PIXEL_MEAN's m.
     """
-    (gray_mean,), (gray_std,) = cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD
+    (gray_mean,), (gray_std,) = model_input.pixel_mean, model_input.pixel_std
     scale = torch.tensor([gray_std / s for s in source.pixel_std]).view(1, 3, 1, 1)
     fold = TensorFix(
         f"{source.format} stem folded into one gray channel", STEM_PATTERN, lambda t, _: (t * scale).sum(1, keepdim=True)
@@ -165,54 +160,82 @@ def _fold_to_gray(source: InputConvention, cfg, notes: List[str]) -> Tuple[List[
     return [fold], InputConvention("L", (gray_mean,), (gray_std,))
 
 
-def _convert_for(path: str, format: str, target, cfg) -> Tuple[Dict[str, torch.Tensor], ConversionReport, Optional[InputConvention]]:
+def _convert_for(
+    path: str, format: str, target, model_input: Optional[InputConvention]
+) -> Tuple[Dict[str, torch.Tensor], ConversionReport, Optional[InputConvention]]:
     tensors, fmt, source_input = read_checkpoint(resolve_weights_path(path), format)
     notes: List[str] = []
-    fixes, convention = _input_fixes(source_input, cfg, notes)
+    fixes, convention = _input_fixes(source_input, model_input, notes)
     converted, report = convert(tensors, dataclasses.replace(fmt, fixes=tuple(fmt.fixes) + tuple(fixes)), target)
     report.notes += notes
     return converted, report, convention
 
 
+def _input_from_deprecated_cfg(cfg, input: Optional[InputConvention]) -> Optional[InputConvention]:
+    if cfg is None:
+        return input
+    warnings.warn(
+        "the cfg= argument is deprecated: pass input=InputConvention.from_config(cfg)", DeprecationWarning, stacklevel=3
+    )
+    return InputConvention.from_config(cfg)
+
+
 def _refuse_if_strict(strict: bool, path: str, report: ConversionReport) -> None:
     if strict and (report.problems or any("MODEL.PIXEL" in n for n in report.notes)):
-        raise ValueError(f"{path}: strict loading refused:\n" + "\n".join(report.problems + report.notes))
+        raise UserError(f"{path}: strict loading refused:\n" + "\n".join(report.problems + report.notes))
 
 
-def load_weights(model: nn.Module, path: str, *, cfg=None, format: str = "auto", strict: bool = False) -> ConversionReport:
+def load_weights(
+    model: nn.Module,
+    path: str,
+    *,
+    input: Optional[InputConvention] = None,
+    format: str = "auto",
+    strict: bool = False,
+    cfg=None,
+) -> ConversionReport:
     """Convert the weights at ``path`` (file, URL or short name) to ``model`` and load them.
 
     Every source tensor is loaded, dropped on purpose or reported unused; every model tensor is
     loaded or reported missing; mismatched shapes are reported with both shapes and not loaded.
 
     Args:
-        cfg: the model's config, for INPUT.FORMAT and the pixel statistics; None skips that.
+        input: what the model takes (``InputConvention.from_config(cfg)``): the stem is adapted
+            to its channel order and its pixel statistics are checked; None skips both.
         strict: raise instead of loading when the report lists any problem.
+        cfg: deprecated; pass ``input=InputConvention.from_config(cfg)``.
 
     Raises:
-        ValueError: with ``strict``, listing every problem (and the notes about the input).
+        UserError: with ``strict``, listing every problem (and the notes about the input).
     """
-    target = model.module.state_dict() if isinstance(model, nn.parallel.DistributedDataParallel) else model.state_dict()
-    converted, report, _ = _convert_for(path, format, target, cfg)
+    model = unwrap(model)
+    input = _input_from_deprecated_cfg(cfg, input)
+    converted, report, _ = _convert_for(path, format, model.state_dict(), input)
     _refuse_if_strict(strict, path, report)
-    (model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model).load_state_dict(
-        converted, strict=False
-    )
+    model.load_state_dict(converted, strict=False)
     log = logger.warning if report.problems else logger.info
     log("loaded %s\n%s", path, report.summary())
     return report
 
 
 def convert_checkpoint_file(
-    source: str, destination: str, *, model: Optional[nn.Module] = None, cfg=None, format: str = "auto", strict: bool = False
+    source: str,
+    destination: str,
+    *,
+    model: Optional[nn.Module] = None,
+    input: Optional[InputConvention] = None,
+    format: str = "auto",
+    strict: bool = False,
+    cfg=None,
 ) -> ConversionReport:
     """Write ``source``'s weights in this package's format to ``destination``.
 
-    With ``model`` (built from ``cfg``) the tensors are matched against it and the report is
-    complete; without, only the names are converted.
+    With ``model`` the tensors are matched against it and the report is complete; without, only
+    the names are converted. ``input`` (and the deprecated ``cfg``) as for ``load_weights``.
     """
+    input = _input_from_deprecated_cfg(cfg, input)
     target = model.state_dict() if model is not None else None
-    converted, report, convention = _convert_for(source, format, target, cfg)
+    converted, report, convention = _convert_for(source, format, target, input)
     _refuse_if_strict(strict, source, report)
     payload = dict(model=converted, format=GN_DETECTION.name, source=dict(path=source, format=report.source_format))
     if convention is not None:

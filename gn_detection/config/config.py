@@ -4,10 +4,12 @@ from typing import List
 import yaml
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
+from ..utils.errors import UserError
+
 __all__ = ["CfgNode", "ConfigError", "get_cfg"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override that does not fit the known keys or their types."""
 
 

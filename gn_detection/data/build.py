@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..utils import comm
+from ..utils.errors import UserError
 from .catalog import load_dataset
 from .coco import CocoInstances
 from .mapper import DatasetMapper, check_polygon_annotations
@@ -20,11 +21,11 @@ logger = logging.getLogger(__name__)
 def load_datasets(names: Sequence[str], *, filter_empty: bool, key: str) -> CocoInstances:
     """The records of several registered datasets, which must share one class list."""
     if not names:
-        raise ValueError(f"{key} is empty; name at least one registered dataset")
+        raise UserError(f"{key} is empty; name at least one registered dataset")
     parts = [load_dataset(name, filter_empty=filter_empty, key=key) for name in names]
     for name, part in zip(names[1:], parts[1:]):
         if part.thing_classes != parts[0].thing_classes:
-            raise ValueError(
+            raise UserError(
                 f"{key}: {name!r} has classes {part.thing_classes} but {names[0]!r} has "
                 f"{parts[0].thing_classes}; datasets trained together need one class list"
             )
@@ -64,7 +65,7 @@ def _collate(batch: list) -> list:
 
 def _check_num_classes(cfg, dataset: CocoInstances, key: str) -> None:
     if len(dataset.thing_classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
-        raise ValueError(
+        raise UserError(
             f"{key} has {len(dataset.thing_classes)} classes {dataset.thing_classes} but "
             f"MODEL.ROI_HEADS.NUM_CLASSES={cfg.MODEL.ROI_HEADS.NUM_CLASSES}; set it to {len(dataset.thing_classes)}"
         )

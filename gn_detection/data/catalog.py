@@ -2,10 +2,9 @@
 from dataclasses import dataclass
 from typing import Callable, Tuple
 
+from ..utils.errors import UserError
 from ..utils.registry import Registry, lookup
 from .coco import CocoInstances, load_coco_json
-from .synthetic import ensure_shapes_dataset
-from .xray import ensure_xray_dataset
 
 __all__ = [
     "DATASET_REGISTRY",
@@ -13,6 +12,7 @@ __all__ = [
     "get_dataset_spec",
     "load_dataset",
     "register_coco_instances",
+    "register_dataset",
     "register_datasets_from_cfg",
 ]
 
@@ -34,9 +34,18 @@ class DatasetSpec:
     locate: Callable[[], Tuple[str, str]]
 
 
+def register_dataset(name: str, locate: Callable[[], Tuple[str, str]], *, replace: bool = False) -> None:
+    """Make the dataset that ``locate()`` finds, ``(json_file, image_root)``, available as ``name``.
+
+    Args:
+        replace: register over an entry of that name; otherwise a second entry is an error.
+    """
+    DATASET_REGISTRY.register_as(name, replace=replace)(DatasetSpec(name, locate))
+
+
 def register_coco_instances(name: str, json_file: str, image_root: str) -> None:
     """Make a COCO instances JSON and its image folder available as ``name`` in configs."""
-    DATASET_REGISTRY.register_as(name)(DatasetSpec(name, lambda: (json_file, image_root)))
+    register_dataset(name, lambda: (json_file, image_root))
 
 
 def register_datasets_from_cfg(cfg) -> None:
@@ -44,7 +53,7 @@ def register_datasets_from_cfg(cfg) -> None:
     registered already with the same files is left as it is."""
     for entry in cfg.DATASETS.COCO_INSTANCES:
         if len(entry) != 3:
-            raise ValueError(
+            raise UserError(
                 f"DATASETS.COCO_INSTANCES entry {list(entry)}: expected [name, instances json, image folder]"
             )
         name, json_file, image_root = entry
@@ -61,16 +70,3 @@ def load_dataset(name: str, *, filter_empty: bool, key: str = "DATASETS") -> Coc
     """Records of the dataset registered as ``name`` (see ``load_coco_json``)."""
     json_file, image_root = get_dataset_spec(name, key).locate()
     return load_coco_json(json_file, image_root, filter_empty=filter_empty)
-
-
-# The built-in synthetic shapes set (data/synthetic.py), written to a cache folder on first use.
-for _split in ("train", "val"):
-    DATASET_REGISTRY.register_as(f"shapes_{_split}")(
-        DatasetSpec(f"shapes_{_split}", lambda split=_split: ensure_shapes_dataset()[split])
-    )
-
-# The built-in synthetic chest X-rays (data/xray.py), DICOM files written on first use.
-for _split in ("train", "val"):
-    DATASET_REGISTRY.register_as(f"xray_{_split}")(
-        DatasetSpec(f"xray_{_split}", lambda split=_split: ensure_xray_dataset()[split])
-    )

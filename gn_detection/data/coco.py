@@ -10,10 +10,12 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
+
+from ..utils.errors import UserError
 
 __all__ = ["CocoInstances", "load_coco_json", "segmentation_to_mask"]
 
@@ -73,33 +75,9 @@ def load_coco_json(json_file: str, image_root: str, *, filter_empty: bool = True
     data = _read_json(json_file)
     images, annotations, categories = _check_top_level(data, json_file)
 
-    for cat in categories:
-        _check_fields(cat, ("id", "name"), "category", json_file)
-        _check_int(cat["id"], "id", f"category {cat['id']!r}", json_file)
-    category_ids = sorted(cat["id"] for cat in categories)
-    _check_unique(category_ids, "category", json_file)
-    names = {cat["id"]: str(cat["name"]) for cat in categories}
-    thing_classes = [names[i] for i in category_ids]
+    category_ids, thing_classes = _read_categories(categories, json_file)
     contiguous = {cat_id: label for label, cat_id in enumerate(category_ids, start=1)}
-
-    records: Dict[int, dict] = {}
-    for img in images:
-        _check_fields(img, ("id", "file_name", "height", "width"), "image", json_file)
-        where = f"image id={img['id']!r}"
-        _check_int(img["id"], "id", where, json_file)
-        _check_int(img["height"], "height", where, json_file, positive=True)
-        _check_int(img["width"], "width", where, json_file, positive=True)
-        if not isinstance(img["file_name"], str):
-            raise ValueError(f"{json_file}: {where}: file_name must be a string, got {img['file_name']!r}")
-        if img["id"] in records:
-            raise ValueError(f"{json_file}: image id {img['id']} appears more than once in 'images'")
-        records[img["id"]] = {
-            "file_name": os.path.join(image_root, img["file_name"]),
-            "image_id": img["id"],
-            "height": img["height"],
-            "width": img["width"],
-            "annotations": [],
-        }
+    records = _read_images(images, image_root, json_file)
 
     drops = _Drops()
     for ann in annotations:
@@ -108,19 +86,19 @@ def load_coco_json(json_file: str, image_root: str, *, filter_empty: bool = True
         for key in ("id", "image_id", "category_id"):
             _check_int(ann[key], key, where, json_file)
         if ann["category_id"] not in contiguous:
-            raise ValueError(
+            raise UserError(
                 f"{json_file}: {where}: category_id {ann['category_id']} is not among the categories; "
                 f"known category ids: {', '.join(map(str, category_ids))}"
             )
         if ann["image_id"] not in records:
-            raise ValueError(
+            raise UserError(
                 f"{json_file}: {where}: image_id {ann['image_id']} is not among the {len(records)} images "
                 f"(ids {_few(list(records))})"
             )
         record = records[ann["image_id"]]
         iscrowd = ann.get("iscrowd", 0)
         if iscrowd not in (0, 1):
-            raise ValueError(f"{json_file}: {where}: iscrowd must be 0 or 1, got {iscrowd!r}")
+            raise UserError(f"{json_file}: {where}: iscrowd must be 0 or 1, got {iscrowd!r}")
 
         box = _clip_xywh(ann["bbox"], record["height"], record["width"], where, json_file)
         if box is None:
@@ -172,7 +150,7 @@ def segmentation_to_mask(segmentation: Segmentation, height: int, width: int) ->
     if isinstance(segmentation, dict):
         size = segmentation.get("size")
         if not isinstance(size, (list, tuple)) or list(size) != [height, width]:
-            raise ValueError(
+            raise UserError(
                 f"segmentation_to_mask: RLE size {size} is not the image's "
                 f"[height, width] = [{height}, {width}]"
             )
@@ -183,7 +161,7 @@ def segmentation_to_mask(segmentation: Segmentation, height: int, width: int) ->
             # pycocotools decodes bytes; JSON gives str
             rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
         else:
-            raise TypeError(
+            raise UserError(
                 f"segmentation_to_mask: RLE counts must be a list, str or bytes; got {type(counts).__name__}"
             )
         return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
@@ -193,7 +171,7 @@ def segmentation_to_mask(segmentation: Segmentation, height: int, width: int) ->
             return np.zeros((height, width), dtype=np.uint8)
         rle = mask_util.merge(mask_util.frPyObjects(polygons, height, width))
         return np.ascontiguousarray(mask_util.decode(rle), dtype=np.uint8)
-    raise TypeError(
+    raise UserError(
         f"segmentation_to_mask: segmentation must be a list of polygons or an RLE dict; "
         f"got {type(segmentation).__name__}"
     )
@@ -223,6 +201,40 @@ class _Drops:
             logger.warning("%s: %s", json_file, message)
 
 
+def _read_categories(categories: List[dict], json_file: str) -> Tuple[List[int], List[str]]:
+    """The category ids in ascending order, and their names in that order."""
+    for cat in categories:
+        _check_fields(cat, ("id", "name"), "category", json_file)
+        _check_int(cat["id"], "id", f"category {cat['id']!r}", json_file)
+    category_ids = sorted(cat["id"] for cat in categories)
+    _check_unique(category_ids, "category", json_file)
+    names = {cat["id"]: str(cat["name"]) for cat in categories}
+    return category_ids, [names[i] for i in category_ids]
+
+
+def _read_images(images: List[dict], image_root: str, json_file: str) -> Dict[int, dict]:
+    """image id -> its record, with no annotations yet."""
+    records: Dict[int, dict] = {}
+    for img in images:
+        _check_fields(img, ("id", "file_name", "height", "width"), "image", json_file)
+        where = f"image id={img['id']!r}"
+        _check_int(img["id"], "id", where, json_file)
+        _check_int(img["height"], "height", where, json_file, positive=True)
+        _check_int(img["width"], "width", where, json_file, positive=True)
+        if not isinstance(img["file_name"], str):
+            raise UserError(f"{json_file}: {where}: file_name must be a string, got {img['file_name']!r}")
+        if img["id"] in records:
+            raise UserError(f"{json_file}: image id {img['id']} appears more than once in 'images'")
+        records[img["id"]] = {
+            "file_name": os.path.join(image_root, img["file_name"]),
+            "image_id": img["id"],
+            "height": img["height"],
+            "width": img["width"],
+            "annotations": [],
+        }
+    return records
+
+
 def _read_json(json_file: str) -> Any:
     try:
         with open(json_file, encoding="utf-8") as f:
@@ -230,48 +242,48 @@ def _read_json(json_file: str) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{json_file}: no such annotation file") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{json_file}: not valid JSON: {e}") from None
+        raise UserError(f"{json_file}: not valid JSON: {e}") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{json_file}: not valid JSON (not UTF-8 text: {e})") from None
+        raise UserError(f"{json_file}: not valid JSON (not UTF-8 text: {e})") from None
 
 
 def _check_top_level(data: Any, json_file: str):
     if not isinstance(data, dict):
-        raise ValueError(
+        raise UserError(
             f"{json_file}: not a COCO instances file; expected a JSON object with 'images', 'annotations' "
             f"and 'categories', got a JSON {type(data).__name__}"
         )
     lists = []
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise ValueError(f"{json_file}: not a COCO instances file; the key '{key}' is missing")
+            raise UserError(f"{json_file}: not a COCO instances file; the key '{key}' is missing")
         if not isinstance(data[key], list):
-            raise ValueError(f"{json_file}: '{key}' must be a list, got {type(data[key]).__name__}")
+            raise UserError(f"{json_file}: '{key}' must be a list, got {type(data[key]).__name__}")
         lists.append(data[key])
     return lists
 
 
 def _check_fields(entry: Any, keys: Sequence[str], kind: str, json_file: str) -> None:
     if not isinstance(entry, dict):
-        raise ValueError(f"{json_file}: every {kind} must be a JSON object, got {entry!r}")
+        raise UserError(f"{json_file}: every {kind} must be a JSON object, got {entry!r}")
     missing = [k for k in keys if k not in entry]
     if missing:
         article = "an" if kind[0] in "aeiou" else "a"
         who = f"{kind} id={entry['id']!r}" if "id" in entry else f"{article} {kind} ({_short(entry)})"
-        raise ValueError(f"{json_file}: {who} has no {', '.join(repr(k) for k in missing)}")
+        raise UserError(f"{json_file}: {who} has no {', '.join(repr(k) for k in missing)}")
 
 
 def _check_int(value: Any, key: str, where: str, json_file: str, positive: bool = False) -> None:
     # bool is an int subclass; true/false in an id field is a typo, not an id
     if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
         kind = "a positive integer" if positive else "an integer"
-        raise ValueError(f"{json_file}: {where}: {key} must be {kind}, got {value!r}")
+        raise UserError(f"{json_file}: {where}: {key} must be {kind}, got {value!r}")
 
 
 def _check_unique(ids: Sequence[int], kind: str, json_file: str) -> None:
     repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
     if repeated:
-        raise ValueError(f"{json_file}: {kind} ids appear more than once: {_few(repeated)}")
+        raise UserError(f"{json_file}: {kind} ids appear more than once: {_few(repeated)}")
 
 
 def _clip_xywh(bbox: Any, height: int, width: int, where: str, json_file: str) -> Optional[List[float]]:
@@ -281,7 +293,7 @@ def _clip_xywh(bbox: Any, height: int, width: int, where: str, json_file: str) -
         or len(bbox) != 4
         or not all(_is_finite_number(v) for v in bbox)
     ):
-        raise ValueError(f"{json_file}: {where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+        raise UserError(f"{json_file}: {where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
     x, y, w, h = (float(v) for v in bbox)
     if w <= 0 or h <= 0:
         return None
@@ -301,13 +313,13 @@ def _clean_segmentation(
     if isinstance(segmentation, dict):
         return _check_rle(segmentation, record, where, json_file)
     if not isinstance(segmentation, list) or not all(isinstance(p, list) for p in segmentation):
-        raise ValueError(
+        raise UserError(
             f"{json_file}: {where}: segmentation must be a list of polygons (lists of x, y coordinates) "
             f"or an RLE dict, got {_short(segmentation)}"
         )
     for polygon in segmentation:
         if not _all_finite(polygon):
-            raise ValueError(
+            raise UserError(
                 f"{json_file}: {where}: polygon coordinates must be finite numbers, got {_short(polygon)}"
             )
     polygons = [p for p in segmentation if _is_valid_polygon(p)]
@@ -318,18 +330,18 @@ def _clean_segmentation(
 
 def _check_rle(rle: dict, record: dict, where: str, json_file: str) -> dict:
     if "size" not in rle or "counts" not in rle:
-        raise ValueError(
+        raise UserError(
             f"{json_file}: {where}: an RLE segmentation needs 'size' and 'counts', got keys {sorted(rle)}"
         )
     expected = [record["height"], record["width"]]
     if rle["size"] != expected:
-        raise ValueError(
+        raise UserError(
             f"{json_file}: {where}: RLE size {rle['size']} is not the size of image id={record['image_id']}, "
             f"[height, width] = {expected}"
         )
     counts = rle["counts"]
     if not isinstance(counts, str) and not (isinstance(counts, list) and all(isinstance(c, int) for c in counts)):
-        raise ValueError(
+        raise UserError(
             f"{json_file}: {where}: RLE counts must be a compressed string or a list of run lengths, "
             f"got {type(counts).__name__}"
         )

@@ -29,7 +29,9 @@ from pydicom import uid
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
-__all__ = ["WINDOW_MODES", "DicomWindow", "is_dicom", "read_dicom"]
+from ..utils.errors import UserError
+
+__all__ = ["WINDOW_MODES", "DicomReadOptions", "DicomWindow", "is_dicom", "read_dicom"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +87,34 @@ class DicomWindow:
 
     def __post_init__(self):
         if self.mode not in WINDOW_MODES:
-            raise ValueError(f"DicomWindow: unknown mode {self.mode!r}; valid modes: {', '.join(WINDOW_MODES)}")
+            raise UserError(f"DicomWindow: unknown mode {self.mode!r}; valid modes: {', '.join(WINDOW_MODES)}")
         if self.width is not None and not self.width >= 1:
-            raise ValueError(f"DicomWindow: width={self.width} must be at least 1 (DICOM's LINEAR window)")
+            raise UserError(f"DicomWindow: width={self.width} must be at least 1 (DICOM's LINEAR window)")
         if len(self.percentiles) != 2 or not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
-            raise ValueError(
+            raise UserError(
                 f"DicomWindow: percentiles={self.percentiles} must be (low, high) with 0 <= low < high <= 100"
             )
+
+
+@dataclass(frozen=True)
+class DicomReadOptions:
+    """How a DICOM file becomes an image: the ``window`` to 0-255 and the ``frame`` of a
+    multi-frame file (INPUT.DICOM)."""
+
+    window: DicomWindow = DicomWindow()
+    frame: int = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> "DicomReadOptions":
+        """INPUT.DICOM; a WINDOW_WIDTH of 0 means "not given", and so does its WINDOW_CENTER."""
+        d = cfg.INPUT.DICOM
+        window = DicomWindow(
+            mode=d.WINDOW_MODE,
+            center=d.WINDOW_CENTER if d.WINDOW_WIDTH else None,
+            width=d.WINDOW_WIDTH or None,
+            percentiles=tuple(d.PERCENTILES),
+        )
+        return cls(window=window, frame=d.FRAME)
 
 
 def is_dicom(path: str) -> bool:
@@ -138,20 +161,20 @@ def _read_dataset(path: str) -> pydicom.Dataset:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such DICOM file")
     if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory, not a DICOM file")
+        raise UserError(f"{path}: is a directory, not a DICOM file")
     if not is_dicom(path):
-        raise ValueError(f"{path}: not a DICOM file (no {_MAGIC!r} marker at byte {_MAGIC_OFFSET})")
+        raise UserError(f"{path}: not a DICOM file (no {_MAGIC!r} marker at byte {_MAGIC_OFFSET})")
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: cannot be parsed as DICOM; the file is corrupt or truncated ({e})") from e
+        raise UserError(f"{path}: cannot be parsed as DICOM; the file is corrupt or truncated ({e})") from e
     if "TransferSyntaxUID" not in ds.file_meta:
-        raise ValueError(
+        raise UserError(
             f"{path}: its file meta information has no Transfer Syntax UID (0002,0010); "
             "the file is truncated or malformed"
         )
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
-        raise ValueError(
+        raise UserError(
             f"{path}: has no pixel data (7FE0,0010); it is not an image "
             f"(SOP class {ds.get('SOPClassUID', 'unknown')!s}) or the file is truncated before its pixels"
         )
@@ -160,9 +183,12 @@ def _read_dataset(path: str) -> pydicom.Dataset:
 
 def _decode_frame(ds: pydicom.Dataset, path: str, frame: int) -> np.ndarray:
     """Decode frame ``frame``: (H, W) or (H, W, samples), in the stored dtype."""
-    num_frames = int(ds.get("NumberOfFrames") or 1)
+    try:
+        num_frames = int(ds.get("NumberOfFrames") or 1)
+    except ValueError:  # pydicom warns about a malformed IS and keeps its text, e.g. badVR.dcm's "1A"
+        raise UserError(f"{path}: Number of Frames (0028,0008) is {ds.NumberOfFrames!r}, not an integer") from None
     if not 0 <= frame < num_frames:
-        raise ValueError(f"{path}: frame {frame} asked, but the file has {num_frames} frame(s)")
+        raise UserError(f"{path}: frame {frame} asked, but the file has {num_frames} frame(s)")
     if num_frames > 1:
         # decode only the frame asked for, not the whole series
         ds.pixel_array_options(index=frame)
@@ -176,7 +202,7 @@ def _decode_frame(ds: pydicom.Dataset, path: str, frame: int) -> np.ndarray:
                 f"{path}: cannot decode its pixel data, compressed as {syntax.name} ({syntax}). "
                 f"{_install_hint(syntax)} (pydicom: {_one_line(e)})"
             ) from e
-        raise ValueError(
+        raise UserError(
             f"{path}: cannot decode its pixel data; the file is truncated or corrupt ({_one_line(e)})"
         ) from e
     return pixels
@@ -211,7 +237,7 @@ def _apply_window(ds: pydicom.Dataset, gray: np.ndarray, window: DicomWindow, pa
     """Step 4: map modality values to 0-255 (float64)."""
     if window.mode == "fixed":
         if window.center is None or window.width is None:
-            raise ValueError(
+            raise UserError(
                 f"{path}: DicomWindow mode 'fixed' needs center and width; got "
                 f"center={window.center}, width={window.width}"
             )
@@ -244,7 +270,7 @@ def _file_window(ds: pydicom.Dataset, gray: np.ndarray, path: str) -> Optional[n
         try:
             lut_out = apply_voi(indices, ds, index=0)
         except NotImplementedError as e:
-            raise ValueError(f"{path}: its VOI LUT cannot be applied ({e}); use another DicomWindow mode") from e
+            raise UserError(f"{path}: its VOI LUT cannot be applied ({e}); use another DicomWindow mode") from e
         return _scale(lut_out.astype(np.float64), 0.0, 2.0**bits - 1)
     center, width = _first_value(ds, "WindowCenter"), _first_value(ds, "WindowWidth")
     if center is None or width is None:
@@ -252,17 +278,17 @@ def _file_window(ds: pydicom.Dataset, gray: np.ndarray, path: str) -> Optional[n
     function = str(ds.get("VOILUTFunction") or "LINEAR").upper()
     if function == "LINEAR":
         if not width >= 1:
-            raise ValueError(f"{path}: Window Width {width} must be at least 1 for the LINEAR VOI LUT Function")
+            raise UserError(f"{path}: Window Width {width} must be at least 1 for the LINEAR VOI LUT Function")
         return _linear_window(gray, center, width)
     if not width > 0:
-        raise ValueError(f"{path}: Window Width {width} must be positive for the {function} VOI LUT Function")
+        raise UserError(f"{path}: Window Width {width} must be positive for the {function} VOI LUT Function")
     if function == "LINEAR_EXACT":
         return _scale(gray, center - width / 2, center + width / 2)
     if function == "SIGMOID":
         # PS3.3 C.11.2.1.3.1; far below the center exp overflows to inf, which rightly gives 0
         with np.errstate(over="ignore"):
             return _OUT_MAX / (1.0 + np.exp(-4.0 * (gray - center) / width))
-    raise ValueError(
+    raise UserError(
         f"{path}: unknown VOI LUT Function {function!r}; DICOM defines LINEAR, LINEAR_EXACT and SIGMOID"
     )
 

@@ -5,11 +5,17 @@ Every PIL mode a dataset is likely to hold is accepted: 8-bit RGB, gray (``L``),
 are scaled into 0-255 as floats rather than rounded to 8 bits, so their precision survives.
 """
 import os
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IMAGE_FORMATS", "read_image"]
+from ..utils.errors import UserError
+
+if TYPE_CHECKING:
+    from .dicom import DicomReadOptions
+
+__all__ = ["IMAGE_FORMATS", "read_image", "to_rgb"]
 
 IMAGE_FORMATS = ("RGB", "BGR", "L")
 
@@ -22,12 +28,13 @@ _GRAY_MODES = ("1", "L", "LA", "La")
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
-def read_image(path: str, format: str = "RGB", dicom_window=None, dicom_frame: int = 0) -> np.ndarray:
+def read_image(path: str, format: str = "RGB", dicom: Optional["DicomReadOptions"] = None) -> np.ndarray:
     """Read ``path``, apply its EXIF orientation and return its pixels.
 
     Args:
-        path: an image file PIL can read, or a DICOM file (recognised by its content; read with
-            ``dicom_window`` and ``dicom_frame``, see data/dicom.py).
+        path: an image file PIL can read, or a DICOM file (recognised by its content; read as
+            ``dicom`` says, by default the file's own window and its first frame; see
+            data/dicom.py).
         format: ``"RGB"``, ``"BGR"`` (channels reversed, as Caffe2-trained weights expect) or
             ``"L"`` (luminance). Gray images give three equal channels for RGB/BGR; colour images
             give ITU-R 601-2 luminance for ``"L"``.
@@ -42,15 +49,16 @@ def read_image(path: str, format: str = "RGB", dicom_window=None, dicom_frame: i
         FileNotFoundError: ``path`` does not exist.
     """
     if format not in IMAGE_FORMATS:
-        raise ValueError(f"read_image: unknown format {format!r}; valid formats: {', '.join(IMAGE_FORMATS)}")
+        raise UserError(f"read_image: unknown format {format!r}; valid formats: {', '.join(IMAGE_FORMATS)}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such image file")
     if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory, not an image file")
-    from .dicom import DicomWindow, is_dicom, read_dicom
+        raise UserError(f"{path}: is a directory, not an image file")
+    from .dicom import DicomReadOptions, is_dicom, read_dicom
 
     if is_dicom(path):
-        gray = read_dicom(path, dicom_window or DicomWindow(), frame=dicom_frame)
+        dicom = dicom or DicomReadOptions()
+        gray = read_dicom(path, dicom.window, frame=dicom.frame)
         return _gray_as(gray.astype(np.float64), format)
     try:
         with Image.open(path) as image:
@@ -58,7 +66,7 @@ def read_image(path: str, format: str = "RGB", dicom_window=None, dicom_frame: i
             image.load()
             image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: cannot be read as an image; the file is corrupt or truncated ({e})") from e
+        raise UserError(f"{path}: cannot be read as an image; the file is corrupt or truncated ({e})") from e
 
     gray, rgb = _to_gray_or_rgb(image, path)
     if rgb is None:
@@ -90,5 +98,13 @@ def _to_gray_or_rgb(image: Image.Image, path: str):
     try:
         rgb = image.convert("RGB")
     except ValueError as e:
-        raise ValueError(f"{path}: PIL mode {mode!r} cannot be converted to RGB ({e})") from e
+        raise UserError(f"{path}: PIL mode {mode!r} cannot be converted to RGB ({e})") from e
     return None, np.asarray(rgb, dtype=np.float64)
+
+
+def to_rgb(image: np.ndarray, format: str) -> np.ndarray:
+    """``read_image``'s (H, W, C) pixels in ``format`` as RGB uint8 (H, W, 3), for drawing."""
+    if format not in IMAGE_FORMATS:
+        raise UserError(f"to_rgb: unknown format {format!r}; valid formats: {', '.join(IMAGE_FORMATS)}")
+    rgb = {"RGB": image, "BGR": image[..., ::-1], "L": np.repeat(image, 3, axis=-1)}[format]
+    return np.clip(rgb, 0, 255).round().astype(np.uint8)

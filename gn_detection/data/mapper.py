@@ -4,25 +4,15 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..utils.errors import UserError
 from .coco import segmentation_to_mask
-from .dicom import DicomWindow
+from .dicom import DicomReadOptions
 from .image_io import IMAGE_FORMATS, read_image
 
 __all__ = ["DatasetMapper", "check_polygon_annotations"]
 
 FLIP_MODES = ("horizontal", "none")
 MASK_FORMATS = ("polygon", "bitmask")
-
-
-def dicom_window_from_cfg(cfg) -> DicomWindow:
-    """INPUT.DICOM as a DicomWindow (a 0 center/width means "not given")."""
-    d = cfg.INPUT.DICOM
-    return DicomWindow(
-        mode=d.WINDOW_MODE,
-        center=d.WINDOW_CENTER if d.WINDOW_WIDTH else None,
-        width=d.WINDOW_WIDTH or None,
-        percentiles=tuple(d.PERCENTILES),
-    )
 
 
 class DatasetMapper:
@@ -51,29 +41,26 @@ class DatasetMapper:
         mask_format: str = "polygon",
         brightness: float = 0.0,
         contrast: float = 0.0,
-        dicom_window: Optional[DicomWindow] = None,
-        dicom_frame: int = 0,
+        dicom: DicomReadOptions = DicomReadOptions(),
     ):
         if image_format not in IMAGE_FORMATS:
-            raise ValueError(f"INPUT.FORMAT={image_format!r}: expected one of {IMAGE_FORMATS}")
+            raise UserError(f"INPUT.FORMAT={image_format!r}: expected one of {IMAGE_FORMATS}")
         if flip not in FLIP_MODES:
-            raise ValueError(f"INPUT.RANDOM_FLIP={flip!r}: expected one of {FLIP_MODES}")
+            raise UserError(f"INPUT.RANDOM_FLIP={flip!r}: expected one of {FLIP_MODES}")
         if mask_format not in MASK_FORMATS:
-            raise ValueError(f"INPUT.MASK_FORMAT={mask_format!r}: expected one of {MASK_FORMATS}")
+            raise UserError(f"INPUT.MASK_FORMAT={mask_format!r}: expected one of {MASK_FORMATS}")
         if not (0 <= brightness < 1 and 0 <= contrast < 1):
-            raise ValueError(f"INPUT.BRIGHTNESS={brightness} and INPUT.CONTRAST={contrast}: each must be in [0, 1)")
+            raise UserError(f"INPUT.BRIGHTNESS={brightness} and INPUT.CONTRAST={contrast}: each must be in [0, 1)")
         self.is_train = is_train
         self.image_format = image_format
         self.flip = flip
         self.mask_format = mask_format
         self.brightness = brightness
         self.contrast = contrast
-        self.dicom_window = dicom_window or DicomWindow()
-        self.dicom_frame = dicom_frame
+        self.dicom = dicom
 
     @classmethod
     def from_config(cls, cfg, is_train: bool) -> dict:
-        d = cfg.INPUT.DICOM
         return dict(
             is_train=is_train,
             image_format=cfg.INPUT.FORMAT,
@@ -81,19 +68,22 @@ class DatasetMapper:
             mask_format=cfg.INPUT.MASK_FORMAT,
             brightness=cfg.INPUT.BRIGHTNESS,
             contrast=cfg.INPUT.CONTRAST,
-            dicom_window=dicom_window_from_cfg(cfg),
-            dicom_frame=d.FRAME,
+            dicom=DicomReadOptions.from_config(cfg),
         )
+
+    def read(self, file_name: str) -> np.ndarray:
+        """The image as the model sees it: (H, W, C) float32 in 0-255, in ``image_format``."""
+        return read_image(file_name, self.image_format, self.dicom)
 
     def __call__(self, record: dict, rng: Optional[np.random.Generator] = None) -> dict:
         """Map one record; ``rng`` draws the augmentation (required in training)."""
         try:
-            image = read_image(record["file_name"], self.image_format, self.dicom_window, self.dicom_frame)
+            image = self.read(record["file_name"])
         except (FileNotFoundError, ValueError) as e:
             raise type(e)(f"image id {record['image_id']}: {e}") from None
         height, width = image.shape[:2]
         if (height, width) != (record["height"], record["width"]):
-            raise ValueError(
+            raise UserError(
                 f"{record['file_name']} (image id {record['image_id']}): the file is {height}x{width} "
                 f"(HxW) but the annotations say {record['height']}x{record['width']}"
             )
@@ -147,7 +137,7 @@ def check_polygon_annotations(records: Sequence[dict], key: str) -> None:
     for record in records:
         for a in record["annotations"]:
             if not a.get("iscrowd", 0) and isinstance(a["segmentation"], dict):
-                raise ValueError(
+                raise UserError(
                     f"{key}: annotation id {a['id']} of {record['file_name']} is an RLE mask, which "
                     'INPUT.MASK_FORMAT "polygon" cannot draw inside its RoIs; set INPUT.MASK_FORMAT '
                     '"bitmask" to train on RLE and polygon masks alike'

@@ -10,6 +10,8 @@ from typing import Iterator, List, Sequence, Tuple
 
 import torch
 
+from ..utils.errors import UserError
+
 __all__ = ["TrainingBatchSampler", "inference_shard"]
 
 # (position in the global stream, record index): the position seeds that sample's augmentation.
@@ -41,9 +43,9 @@ class TrainingBatchSampler:
         start_iter: int = 0,
     ):
         if not aspect_ratios:
-            raise ValueError("the training set has no images (after removing those without annotations)")
+            raise UserError("the training set has no images (after removing those without annotations)")
         if global_batch_size % world_size:
-            raise ValueError(
+            raise UserError(
                 f"SOLVER.IMS_PER_BATCH={global_batch_size} must be divisible by the {world_size} processes"
             )
         self.landscape = [r >= 1.0 for r in aspect_ratios]

@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..utils.errors import UserError
+
 __all__ = ["launch", "launched_by_torchrun"]
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def launch(main: Callable, num_processes: int = 1, args: Tuple[Any, ...] = ()) -
             dist.destroy_process_group()
     elif num_processes > 1:
         if torch.cuda.is_available() and num_processes > torch.cuda.device_count():
-            raise ValueError(f"--num-gpus {num_processes}: only {torch.cuda.device_count()} GPUs are visible")
+            raise UserError(f"--num-gpus {num_processes}: only {torch.cuda.device_count()} GPUs are visible")
         dist_url = f"tcp://127.0.0.1:{_free_port()}"
         logger.info("spawning %d processes (%s backend) at %s", num_processes, _backend(), dist_url)
         mp.start_processes(_worker, args=(main, num_processes, dist_url, args), nprocs=num_processes, start_method="spawn")

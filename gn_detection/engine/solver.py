@@ -6,6 +6,7 @@ from fvcore.common.param_scheduler import CompositeParamScheduler, LinearParamSc
 from torch import nn
 
 from ..layers import is_norm
+from ..utils.errors import UserError
 
 __all__ = ["build_optimizer", "build_lr_scheduler", "get_param_groups"]
 
@@ -40,9 +41,9 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_
     multiplied by ``GAMMA`` at each of ``STEPS``. Step it once per iteration."""
     s = cfg.SOLVER
     if list(s.STEPS) != sorted(s.STEPS) or any(not 0 < step < s.MAX_ITER for step in s.STEPS):
-        raise ValueError(f"SOLVER.STEPS={tuple(s.STEPS)}: expected increasing iterations within (0, {s.MAX_ITER})")
+        raise UserError(f"SOLVER.STEPS={tuple(s.STEPS)}: expected increasing iterations within (0, {s.MAX_ITER})")
     if not 0 <= s.WARMUP_ITERS < s.MAX_ITER:
-        raise ValueError(f"SOLVER.WARMUP_ITERS={s.WARMUP_ITERS}: expected 0 to MAX_ITER-1 ({s.MAX_ITER - 1})")
+        raise UserError(f"SOLVER.WARMUP_ITERS={s.WARMUP_ITERS}: expected 0 to MAX_ITER-1 ({s.MAX_ITER - 1})")
     steps = MultiStepParamScheduler(
         values=[s.GAMMA**k for k in range(len(s.STEPS) + 1)], milestones=list(s.STEPS), num_updates=s.MAX_ITER
     )

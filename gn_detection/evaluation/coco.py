@@ -18,6 +18,7 @@ import torch
 from tabulate import tabulate
 
 from ..utils import comm
+from ..utils.errors import UserError
 from ..utils.file_io import atomic_write_json
 from .froc import FROC_FPS_PER_IMAGE
 from .froc import froc as compute_froc
@@ -52,18 +53,18 @@ def output_to_coco_results(image_id: int, output: Dict[str, torch.Tensor],
     """
     for key in ("boxes", "labels", "scores"):
         if key not in output:
-            raise ValueError(f"image {image_id}: the output has no {key!r}; it has {sorted(output)}")
+            raise UserError(f"image {image_id}: the output has no {key!r}; it has {sorted(output)}")
     boxes = output["boxes"].detach().to("cpu", torch.float64).numpy()
     labels = output["labels"].detach().cpu().numpy().astype(np.int64)
     scores = output["scores"].detach().cpu().float().numpy()
     num = len(boxes)
     if boxes.shape != (num, 4) or labels.shape != (num,) or scores.shape != (num,):
-        raise ValueError(
+        raise UserError(
             f"image {image_id}: expected boxes (R, 4), labels (R,) and scores (R,); got "
             f"{tuple(boxes.shape)}, {tuple(labels.shape)} and {tuple(scores.shape)}"
         )
     if num and (labels.min() < 1 or labels.max() > len(category_ids)):
-        raise ValueError(
+        raise UserError(
             f"image {image_id}: labels must lie in 1..{len(category_ids)} (one per entry of "
             f"category_ids); got {sorted(set(labels.tolist()))}"
         )
@@ -83,7 +84,7 @@ def output_to_coco_results(image_id: int, output: Dict[str, torch.Tensor],
 
 def _encode_masks(image_id: int, masks: torch.Tensor, num: int) -> List[dict]:
     if masks.dim() != 4 or masks.shape[0] != num or masks.shape[1] != 1:
-        raise ValueError(
+        raise UserError(
             f"image {image_id}: expected masks (R, 1, H, W) with R={num}; got {tuple(masks.shape)}"
         )
     if num == 0:
@@ -128,11 +129,11 @@ class COCOEvaluator:
         self._froc = froc
         self._category_ids = [int(c) for c in category_ids]
         if not self._category_ids or len(set(self._category_ids)) != len(self._category_ids):
-            raise ValueError(f"category_ids must be non-empty and unique; got {list(category_ids)}")
+            raise UserError(f"category_ids must be non-empty and unique; got {list(category_ids)}")
         if class_names is None:
             class_names = [str(c) for c in self._category_ids]
         if len(class_names) != len(self._category_ids):
-            raise ValueError(
+            raise UserError(
                 f"class_names has {len(class_names)} names but category_ids has "
                 f"{len(self._category_ids)} ids; give one name per id"
             )
@@ -142,7 +143,7 @@ class COCOEvaluator:
             self._coco_gt = self._coco_cls(json_file)
         missing = sorted(set(self._category_ids) - set(self._coco_gt.getCatIds()))
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{json_file}: category_ids {missing} are not categories of this file; "
                 f"it has {sorted(self._coco_gt.getCatIds())}"
             )
@@ -159,16 +160,16 @@ class COCOEvaluator:
         See ``output_to_coco_results`` for the keys of an output. Masks are kept as RLE.
         """
         if len(image_ids) != len(outputs):
-            raise ValueError(f"got {len(image_ids)} image_ids but {len(outputs)} outputs")
+            raise UserError(f"got {len(image_ids)} image_ids but {len(outputs)} outputs")
         for image_id, output in zip(image_ids, outputs):
             image_id = int(image_id)
             if image_id not in self._coco_gt.imgs:
-                raise ValueError(f"{self._json_file}: has no image with id {image_id}")
+                raise UserError(f"{self._json_file}: has no image with id {image_id}")
             if "masks" in output:
                 image = self._coco_gt.imgs[image_id]
                 size = tuple(output["masks"].shape[-2:])
                 if size != (image["height"], image["width"]):
-                    raise ValueError(
+                    raise UserError(
                         f"image {image_id}: masks are {size[0]}x{size[1]} (HxW) but "
                         f"{self._json_file} says the image is {image['height']}x{image['width']}; "
                         f"paste masks at the original image size"
@@ -195,7 +196,7 @@ class COCOEvaluator:
 
         with_masks = {has_masks for _, has_masks in predictions.values()}
         if len(with_masks) > 1:
-            raise ValueError("masks were given for some images but not for others; give them for all or none")
+            raise UserError("masks were given for some images but not for others; give them for all or none")
         tasks = ["bbox", "segm"] if with_masks == {True} else ["bbox"]
         image_ids = sorted(predictions)
         coco_results = [r for image_id in image_ids for r in predictions[image_id][0]]
@@ -294,7 +295,7 @@ def _load_backend(backend: str) -> Tuple[Any, Any]:
                 "pip install faster-coco-eval"
             ) from e
         return COCO, COCOeval_faster
-    raise ValueError(f"COCOEvaluator: backend={backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+    raise UserError(f"COCOEvaluator: backend={backend!r} is unknown; use one of {', '.join(BACKENDS)}")
 
 
 def _percent(stat: float) -> float:

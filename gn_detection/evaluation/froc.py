@@ -27,6 +27,8 @@ from typing import Dict, Hashable, List, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.errors import UserError
+
 __all__ = ["FROC_FPS_PER_IMAGE", "froc"]
 
 # the seven rates of LUNA16's CPM score
@@ -73,14 +75,14 @@ def froc(detections: Sequence[dict], ground_truth: Sequence[dict], image_ids: Se
             in ``image_ids``, or an entry without a needed key.
     """
     if not 0 < iou_threshold <= 1:
-        raise ValueError(f"froc: iou_threshold must lie in (0, 1]; got {iou_threshold}")
+        raise UserError(f"froc: iou_threshold must lie in (0, 1]; got {iou_threshold}")
     rates = [float(r) for r in fps_per_image]
     if not rates or any(not r > 0 for r in rates):
-        raise ValueError(f"froc: fps_per_image must be non-empty and positive; got {list(fps_per_image)}")
+        raise UserError(f"froc: fps_per_image must be non-empty and positive; got {list(fps_per_image)}")
     image_set = {int(i) for i in image_ids}
     if len(image_set) != len(image_ids):
         repeated = sorted({int(i) for i in image_ids if list(image_ids).count(i) > 1})
-        raise ValueError(f"froc: image_ids must each appear once; {repeated} repeat")
+        raise UserError(f"froc: image_ids must each appear once; {repeated} repeat")
 
     # group by what may match what: the image, or (image, category) when categories must agree
     def group(entry: dict) -> Hashable:
@@ -91,7 +93,7 @@ def froc(detections: Sequence[dict], ground_truth: Sequence[dict], image_ids: Se
     for det in detections:
         _check_keys(det, ("image_id", "category_id", "bbox", "score"), "detection")
         if int(det["image_id"]) not in image_set:
-            raise ValueError(f"froc: a detection is of image {det['image_id']}, which is not in image_ids")
+            raise UserError(f"froc: a detection is of image {det['image_id']}, which is not in image_ids")
         dets_by_group[group(det)].append(det)
     lesions_by_group: Dict[Hashable, List[dict]] = defaultdict(list)
     crowds_by_group: Dict[Hashable, List[dict]] = defaultdict(list)
@@ -156,7 +158,7 @@ def _froc_curve(lesion_scores: np.ndarray, fp_scores: np.ndarray, det_scores: Li
 def _check_keys(entry: dict, keys: Sequence[str], what: str) -> None:
     missing = [k for k in keys if k not in entry]
     if missing:
-        raise ValueError(f"froc: a {what} has no {missing}; it has {sorted(entry)}")
+        raise UserError(f"froc: a {what} has no {missing}; it has {sorted(entry)}")
 
 
 def _xyxy(entries: Sequence[dict]) -> np.ndarray:

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision import ops
 
+from ..utils.errors import UserError
 from ..utils.registry import Registry, lookup
 
 __all__ = [
@@ -52,7 +53,7 @@ class GroupNorm(nn.GroupNorm):
 
     def __init__(self, num_channels: int, num_groups: int = 32, eps: float = 1e-5, affine: bool = True):
         if num_groups <= 0 or num_channels % num_groups:
-            raise ValueError(
+            raise UserError(
                 f"GroupNorm: MODEL.GROUP_NORM.NUM_GROUPS={num_groups} does not divide the "
                 f"{num_channels} channels of this layer; pick a divisor of {num_channels} "
                 f"(e.g. {_largest_divisor_at_most(num_channels, 32)})"

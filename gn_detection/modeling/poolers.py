@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..layers import ShapeSpec, roi_align
+from ..utils.errors import UserError
 
 __all__ = ["ROIPooler", "POOLER_TYPES", "assign_boxes_to_levels", "build_pooler"]
 
@@ -53,7 +54,7 @@ class ROIPooler(nn.Module):
         super().__init__()
         levels = [int(math.log2(s)) for s in strides]
         if levels != list(range(levels[0], levels[0] + len(levels))) or any(2**l != s for l, s in zip(levels, strides)):
-            raise ValueError(f"ROIPooler needs power-of-two strides of consecutive levels; got {list(strides)}")
+            raise UserError(f"ROIPooler needs power-of-two strides of consecutive levels; got {list(strides)}")
         self.output_size = output_size
         self.in_features = list(in_features)
         self.scales = [1.0 / s for s in strides]
@@ -97,15 +98,15 @@ def build_pooler(cfg, head_key: str, input_shapes: Dict[str, ShapeSpec]) -> Tupl
     in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
     missing = [f for f in in_features if f not in input_shapes]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"MODEL.ROI_HEADS.IN_FEATURES {list(in_features)}: {missing} not produced by the backbone, "
             f"which gives {list(input_shapes)}"
         )
     channels = {input_shapes[f].channels for f in in_features}
     if len(channels) != 1:
-        raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {list(in_features)} have different channel counts {channels}")
+        raise UserError(f"MODEL.ROI_HEADS.IN_FEATURES {list(in_features)} have different channel counts {channels}")
     if head.POOLER_TYPE not in POOLER_TYPES:
-        raise ValueError(f"MODEL.{head_key}.POOLER_TYPE={head.POOLER_TYPE!r}: expected one of {sorted(POOLER_TYPES)}")
+        raise UserError(f"MODEL.{head_key}.POOLER_TYPE={head.POOLER_TYPE!r}: expected one of {sorted(POOLER_TYPES)}")
     pooler = ROIPooler(
         head.POOLER_RESOLUTION,
         in_features=in_features,

@@ -7,6 +7,8 @@ from typing import Sequence, Tuple
 
 import torch
 
+from ..utils.errors import UserError
+
 __all__ = ["Matcher", "subsample_labels"]
 
 
@@ -36,9 +38,9 @@ class Matcher:
     ):
         thresholds = list(thresholds)
         if thresholds != sorted(thresholds) or not all(0 <= t <= 1 for t in thresholds):
-            raise ValueError(f"{key}.IOU_THRESHOLDS={thresholds}: expected increasing values in [0, 1]")
+            raise UserError(f"{key}.IOU_THRESHOLDS={thresholds}: expected increasing values in [0, 1]")
         if len(labels) != len(thresholds) + 1 or not set(labels) <= {-1, 0, 1}:
-            raise ValueError(
+            raise UserError(
                 f"{key}.IOU_LABELS={list(labels)} for IOU_THRESHOLDS={thresholds}: expected "
                 f"{len(thresholds) + 1} labels, one per interval, each -1 (ignore), 0 (background) or 1 (foreground)"
             )

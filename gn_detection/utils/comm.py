@@ -3,8 +3,9 @@ group too, as a single process."""
 from typing import Any, List
 
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["get_rank", "get_world_size", "is_main_process", "synchronize", "all_gather", "all_reduce_max"]
+__all__ = ["get_rank", "get_world_size", "is_main_process", "synchronize", "all_gather", "unwrap"]
 
 
 def _initialized() -> bool:
@@ -38,9 +39,6 @@ def all_gather(data: Any) -> List[Any]:
     return gathered
 
 
-def all_reduce_max(value: float) -> float:
-    """The largest ``value`` over all processes, so every process takes the same decision."""
-    if get_world_size() == 1:
-        return value
-    gathered = all_gather(value)
-    return max(gathered)
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel, or ``model`` itself."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

@@ -3,11 +3,14 @@ from typing import Any, Callable, Optional
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
+from .errors import UserError
+
 __all__ = ["Registry", "UnknownNameError", "lookup"]
 
 
-class UnknownNameError(KeyError):
-    """A name that no registry entry has. Subclasses KeyError; prints its message unquoted."""
+class UnknownNameError(KeyError, UserError):
+    """A name that no registry entry has, usually a config value. A KeyError (and a UserError);
+    prints its message unquoted."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -20,11 +23,13 @@ class Registry(_FvcoreRegistry):
     under them: ``NORM_REGISTRY.register_as("GN")(GroupNorm)``.
     """
 
-    def register_as(self, name: str) -> Callable[[Any], Any]:
+    def register_as(self, name: str, *, replace: bool = False) -> Callable[[Any], Any]:
+        """Register under ``name``; ``replace`` puts it over an entry of that name."""
+
         def deco(obj: Any) -> Any:
-            if name in self:
+            if name in self and not replace:
                 raise ValueError(f"{name!r} is already registered in the {self._name} registry")
-            self._do_register(name, obj)
+            self._obj_map[name] = obj
             return obj
 
         return deco

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import UserError
 from .file_io import atomic_write
 
 __all__ = ["PALETTE", "draw_instances", "save_png"]
@@ -84,7 +85,7 @@ def draw_instances(
     if boxes.size == 0:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"draw_instances: boxes must be (R, 4) XYXY; got shape {tuple(boxes.shape)}")
+        raise UserError(f"draw_instances: boxes must be (R, 4) XYXY; got shape {tuple(boxes.shape)}")
     num = len(boxes)
     labels = _check_labels(_to_numpy(labels, "labels").reshape(-1), num, len(class_names))
     if scores is not None:
@@ -93,7 +94,7 @@ def draw_instances(
     if masks is not None:
         masks = _binarize_masks(_to_numpy(masks, "masks"), num, height, width)
     if not 0.0 <= mask_alpha <= 1.0:
-        raise ValueError(f"draw_instances: mask_alpha must be in [0, 1]; got {mask_alpha}")
+        raise UserError(f"draw_instances: mask_alpha must be in [0, 1]; got {mask_alpha}")
     colors = [PALETTE[i % len(PALETTE)] for i in range(num)]
 
     if masks is not None:
@@ -144,7 +145,7 @@ def _to_rgb_uint8(image: ArrayLike) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] not in (1, 3):
         channels_first = array.ndim == 3 and array.shape[0] == 3
         hint = "; a (3, H, W) tensor needs .permute(1, 2, 0)" if channels_first else ""
-        raise ValueError(
+        raise UserError(
             f"image must be (H, W, 3), (H, W, 1) or (H, W); got shape {tuple(array.shape)}{hint}"
         )
     if array.dtype != np.uint8:
@@ -154,17 +155,17 @@ def _to_rgb_uint8(image: ArrayLike) -> np.ndarray:
 
 def _check_length(name: str, length: int, num_boxes: int) -> None:
     if length != num_boxes:
-        raise ValueError(f"draw_instances: {name} has {length} entries but boxes has {num_boxes}")
+        raise UserError(f"draw_instances: {name} has {length} entries but boxes has {num_boxes}")
 
 
 def _check_labels(labels: np.ndarray, num_boxes: int, num_classes: int) -> np.ndarray:
     _check_length("labels", len(labels), num_boxes)
     if labels.size and not np.array_equal(labels, np.round(labels)):
-        raise ValueError(f"draw_instances: labels must be integers; got {labels.tolist()}")
+        raise UserError(f"draw_instances: labels must be integers; got {labels.tolist()}")
     labels = labels.astype(np.int64)
     bad = labels[(labels < 1) | (labels > num_classes)]
     if bad.size:
-        raise ValueError(
+        raise UserError(
             f"draw_instances: label {int(bad[0])} is outside 1..K with K={num_classes} "
             f"(len(class_names)); label k is class_names[k - 1], background is not drawn"
         )
@@ -176,12 +177,12 @@ def _binarize_masks(masks: np.ndarray, num_boxes: int, height: int, width: int) 
     if masks.ndim == 4 and masks.shape[1] == 1:
         masks = masks[:, 0]
     if masks.ndim != 3:
-        raise ValueError(
+        raise UserError(
             f"draw_instances: masks must be (R, H, W) or (R, 1, H, W); got shape {tuple(masks.shape)}"
         )
     _check_length("masks", len(masks), num_boxes)
     if masks.shape[1:] != (height, width):
-        raise ValueError(
+        raise UserError(
             f"draw_instances: masks are {masks.shape[1]}x{masks.shape[2]} but the image is {height}x{width}"
         )
     if np.issubdtype(masks.dtype, np.floating):

@@ -1,8 +1,10 @@
-"""One module of data per source format; ``FORMATS`` lists them by name."""
+"""One module of data per source format; ``FORMATS`` lists them by name, in the order in which
+they are tried on a checkpoint of unknown format (gn_detection's names last: detectron2 shares them)."""
 from .detectron import DETECTRON
 from .detectron2 import DETECTRON2
+from .gn_detection import GN_DETECTION
 from .torchvision import TIMM, TORCHVISION
 
-FORMATS = {f.name: f for f in (DETECTRON, DETECTRON2, TORCHVISION, TIMM)}
+FORMATS = {f.name: f for f in (DETECTRON, TORCHVISION, TIMM, DETECTRON2, GN_DETECTION)}
 
-__all__ = ["FORMATS", "DETECTRON", "DETECTRON2", "TORCHVISION", "TIMM"]
+__all__ = ["FORMATS", "DETECTRON", "DETECTRON2", "GN_DETECTION", "TORCHVISION", "TIMM"]

@@ -1,5 +1,7 @@
 """Detectron (Caffe2) blob names -> gn_detection names: ImageNet backbones (GN or affine BN)
 and full Mask R-CNN checkpoints. Background is class 0 in Detectron too: no reordering."""
+import re
+
 from ..rename import Format, InputConvention
 
 BGR_MEAN = (103.530, 116.280, 123.675)
@@ -46,6 +48,7 @@ RULES = (
 DETECTRON = Format(
     name="detectron",
     rules=RULES,
+    matches=lambda keys: any(re.match(r"^(conv1_w|res_conv1_bn_s|res\d_\d+_branch2a_w)$", k) for k in keys),
     drop=DROP,
     # Caffe2's BN is an affine channel op without statistics: frozen BN with mean 0 and a
     # variance that cancels FrozenBatchNorm2d's eps (1e-5), so it scales by exactly the blob's s.

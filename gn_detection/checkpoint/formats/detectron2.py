@@ -21,9 +21,11 @@ def background_last_to_first(tensor: torch.Tensor, target_shape) -> torch.Tensor
 
 def add_background_rows(rows_per_class: int):
     """(K*r, ...) class rows without background -> (K+1)*r with zero background rows first. A
-    class-agnostic source (r rows) is repeated for every class."""
+    class-agnostic source (r rows) is repeated for every class, or kept for a class-agnostic model."""
 
     def fix(tensor: torch.Tensor, target_shape) -> torch.Tensor:
+        if target_shape is not None and tuple(target_shape) == tuple(tensor.shape):
+            return tensor
         if target_shape is not None and tensor.shape[0] == rows_per_class and target_shape[0] > rows_per_class:
             tensor = tensor.repeat((target_shape[0] // rows_per_class - 1,) + (1,) * (tensor.dim() - 1))
         return torch.cat([torch.zeros_like(tensor[:rows_per_class]), tensor])
@@ -34,6 +36,7 @@ def add_background_rows(rows_per_class: int):
 DETECTRON2 = Format(
     name="detectron2",
     rules=RULES,
+    matches=lambda keys: any(k.startswith("proposal_generator.") or k in ("pixel_mean", "pixel_std") for k in keys),
     drop=DROP,
     fixes=(
         TensorFix("background moved from last to first", r"^roi_heads\.box_predictor\.cls_score\.", background_last_to_first),

@@ -19,5 +19,18 @@ RULES = (
 # ImageNet mean and std of RGB pixels in 0-1, scaled to 0-255.
 IMAGENET_RGB = InputConvention("RGB", (123.675, 116.280, 103.530), (58.395, 57.120, 57.375))
 
-TORCHVISION = Format(name="torchvision", rules=RULES, drop=DROP, input=IMAGENET_RGB)
-TIMM = Format(name="timm", rules=RULES, drop=DROP, input=IMAGENET_RGB)
+
+
+def _is_resnet(keys) -> bool:
+    return "layer1.0.conv1.weight" in keys
+
+
+# timm's resnet*_gn has GN, so no running statistics, where torchvision has BN.
+TORCHVISION = Format(
+    name="torchvision", rules=RULES, drop=DROP, input=IMAGENET_RGB,
+    matches=lambda keys: _is_resnet(keys) and "bn1.running_mean" in keys,
+)
+TIMM = Format(
+    name="timm", rules=RULES, drop=DROP, input=IMAGENET_RGB,
+    matches=lambda keys: _is_resnet(keys) and "bn1.running_mean" not in keys,
+)

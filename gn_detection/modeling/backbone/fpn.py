@@ -9,6 +9,7 @@ from fvcore.nn.weight_init import c2_xavier_fill
 from torch import nn
 
 from ...layers import Conv2d, NormSpec, ShapeSpec, norm_from_cfg
+from ...utils.errors import UserError
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
 from .resnet import build_resnet_backbone
@@ -51,7 +52,7 @@ class FPN(Backbone):
         shapes = bottom_up.output_shape()
         missing = [f for f in in_features if f not in shapes]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"MODEL.FPN.IN_FEATURES {list(in_features)}: {missing} not produced by the bottom-up "
                 f"backbone, which gives {list(shapes)}"
             )

@@ -7,6 +7,7 @@ from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
 from ...layers import CNNBlockBase, Conv2d, NormSpec, ShapeSpec, norm_from_cfg
+from ...utils.errors import UserError
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
 
@@ -136,7 +137,7 @@ class ResNet(Backbone):
         known = ["stem"] + self.stage_names
         unknown = [f for f in out_features if f not in known]
         if unknown or not out_features:
-            raise ValueError(f"ResNet out_features {list(out_features)}: each must be one of {known}")
+            raise UserError(f"ResNet out_features {list(out_features)}: each must be one of {known}")
         self._out_features = list(out_features)
         self._shapes = {"stem": ShapeSpec(channels=stem.out_channels, stride=stem.stride)}
         stride = stem.stride
@@ -150,7 +151,7 @@ class ResNet(Backbone):
     def freeze(self, freeze_at: int) -> "ResNet":
         """Freeze the stem (freeze_at >= 1) and res2..res<freeze_at>; see the class docstring."""
         if not 0 <= freeze_at <= len(self.stage_names) + 1:
-            raise ValueError(
+            raise UserError(
                 f"MODEL.BACKBONE.FREEZE_AT={freeze_at}: expected 0 (train all) to "
                 f"{len(self.stage_names) + 1} (freeze the stem and every stage)"
             )
@@ -186,9 +187,9 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     """
     r = cfg.MODEL.RESNETS
     if r.DEPTH not in STAGE_BLOCKS:
-        raise ValueError(f"MODEL.RESNETS.DEPTH={r.DEPTH}: expected one of {sorted(STAGE_BLOCKS)}")
+        raise UserError(f"MODEL.RESNETS.DEPTH={r.DEPTH}: expected one of {sorted(STAGE_BLOCKS)}")
     if r.DEPTH < BOTTLENECK_MIN_DEPTH and r.RES2_OUT_CHANNELS != r.STEM_OUT_CHANNELS:
-        raise ValueError(
+        raise UserError(
             f"MODEL.RESNETS.RES2_OUT_CHANNELS={r.RES2_OUT_CHANNELS}: ResNet-{r.DEPTH}'s res2 is as wide as "
             f"its stem; set it to MODEL.RESNETS.STEM_OUT_CHANNELS ({r.STEM_OUT_CHANNELS}; 64 in the standard net)"
         )

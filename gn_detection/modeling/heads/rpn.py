@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
 from ...layers import ShapeSpec
+from ...utils.errors import UserError
 from ..anchor_generator import GridAnchorGenerator
 from ..box_regression import decode_boxes, encode_boxes
 from ..sampling import Matcher, subsample_labels
@@ -257,13 +258,13 @@ def build_anchor_generator(cfg, input_shapes: Dict[str, ShapeSpec]) -> GridAncho
     if len(ratios) == 1:
         ratios = ratios * len(sizes)
     if len(sizes) != num_levels or len(ratios) != num_levels:
-        raise ValueError(
+        raise UserError(
             f"MODEL.ANCHOR_GENERATOR: {len(sizes)} SIZES and {len(ratios)} ASPECT_RATIOS entries for "
             f"{num_levels} feature levels; give one per level (ASPECT_RATIOS may have a single entry)"
         )
     anchors_per_level = {len(s) * len(r) for s, r in zip(sizes, ratios)}
     if len(anchors_per_level) != 1:
-        raise ValueError(
+        raise UserError(
             "MODEL.ANCHOR_GENERATOR: every level needs the same number of anchors (sizes x ratios), "
             "since one RPN head serves them all"
         )
@@ -276,7 +277,7 @@ def build_rpn(cfg, input_shapes: Dict[str, ShapeSpec]) -> RPN:
     """The RPN over all of the backbone's outputs, configured by ``MODEL.RPN``."""
     channels = {s.channels for s in input_shapes.values()}
     if len(channels) != 1:
-        raise ValueError(f"the RPN head is shared across levels, but the backbone's levels have channels {channels}")
+        raise UserError(f"the RPN head is shared across levels, but the backbone's levels have channels {channels}")
     anchor_generator = build_anchor_generator(cfg, input_shapes)
     r = cfg.MODEL.RPN
     return RPN(

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
+from ...utils.errors import UserError
+
 __all__ = ["ResizeNormalize", "RESIZE_STYLES", "build_transform", "paste_masks_grid_sample", "scale_polygons"]
 
 # "torchvision": its resize (floor of the scaled size, bilinear on float pixels) and its mask
@@ -70,7 +72,7 @@ class ResizeNormalize(GeneralizedRCNNTransform):
         resize_style: str = "torchvision",
     ):
         if resize_style not in RESIZE_STYLES:
-            raise ValueError(f"INPUT.RESIZE_STYLE={resize_style!r}: expected one of {RESIZE_STYLES}")
+            raise UserError(f"INPUT.RESIZE_STYLE={resize_style!r}: expected one of {RESIZE_STYLES}")
         self.resize_style = resize_style
         super().__init__(
             tuple(train_min_sizes),
@@ -136,7 +138,7 @@ class ResizeNormalize(GeneralizedRCNNTransform):
 def build_transform(cfg, size_divisibility: int) -> ResizeNormalize:
     i = cfg.INPUT
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
-        raise ValueError(
+        raise UserError(
             f"MODEL.PIXEL_MEAN has {len(cfg.MODEL.PIXEL_MEAN)} entries but MODEL.PIXEL_STD has "
             f"{len(cfg.MODEL.PIXEL_STD)}; give one of each per input channel"
         )

@@ -1,4 +1,5 @@
-"""The iteration loop: one global batch, one optimizer step, per iteration."""
+"""The iteration loop, as detectron2's SimpleTrainer: one global batch, one optimizer step, per
+iteration; ``engine/defaults.py`` builds everything it runs."""
 import contextlib
 import logging
 import time
@@ -11,12 +12,12 @@ from ..checkpoint import Checkpointer
 from ..utils import comm
 from .events import MetricsWriter
 
-__all__ = ["Trainer"]
+__all__ = ["SimpleTrainer"]
 
 logger = logging.getLogger(__name__)
 
 
-class Trainer:
+class SimpleTrainer:
     """Trains ``model`` from ``start_iter`` up to ``max_iter``.
 
     Each iteration takes this process's share of a global batch, runs the forward pass (under

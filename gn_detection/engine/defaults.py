@@ -1,4 +1,6 @@
-"""Whole runs: training with evaluation, or evaluation alone, from a config."""
+"""Whole runs from a config, as detectron2's DefaultTrainer: the model, optimizer, schedule, data,
+checkpoints and evaluation built and wired to the loop (``engine/train_loop.py``); or evaluation
+alone."""
 import logging
 import os
 import random
@@ -9,6 +11,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpointer
+from ..checkpoint.rename import InputConvention
 from ..checkpoint.weights import load_weights
 from ..data.build import build_test_loader, build_train_loader
 from ..data.catalog import get_dataset_spec
@@ -16,9 +19,11 @@ from ..evaluation.coco import COCOEvaluator
 from ..evaluation.inference import inference_on_dataset
 from ..modeling import build_model
 from ..utils import comm
+from ..utils.comm import unwrap
+from ..utils.errors import UserError
 from .events import MetricsWriter
 from .solver import build_lr_scheduler, build_optimizer
-from .trainer import Trainer
+from .train_loop import SimpleTrainer
 
 __all__ = ["run_training", "run_evaluation", "amp_dtype_from_cfg"]
 
@@ -32,11 +37,11 @@ def amp_dtype_from_cfg(cfg) -> Optional[torch.dtype]:
     if not cfg.SOLVER.AMP.ENABLED:
         return None
     if cfg.SOLVER.AMP.DTYPE not in AMP_DTYPES:
-        raise ValueError(f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r}: expected one of {sorted(AMP_DTYPES)}")
+        raise UserError(f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r}: expected one of {sorted(AMP_DTYPES)}")
     dtype = AMP_DTYPES[cfg.SOLVER.AMP.DTYPE]
     device = torch.device(cfg.MODEL.DEVICE).type
     if dtype == torch.float16 and device != "cuda":
-        raise ValueError("SOLVER.AMP.DTYPE='float16' needs MODEL.DEVICE 'cuda'; use 'bfloat16' on the CPU")
+        raise UserError("SOLVER.AMP.DTYPE='float16' needs MODEL.DEVICE 'cuda'; use 'bfloat16' on the CPU")
     if dtype == torch.bfloat16 and device == "cpu" and not _cpu_has_amx():
         logger.warning(
             "SOLVER.AMP: bfloat16 on a CPU without AMX runs emulated and is likely slower than fp32; "
@@ -58,7 +63,7 @@ def _gradient_clipper(cfg):
         return lambda params: torch.nn.utils.clip_grad_value_(params, c.CLIP_VALUE)
     if c.CLIP_TYPE == "norm":
         return lambda params: torch.nn.utils.clip_grad_norm_(params, c.CLIP_VALUE, c.NORM_TYPE)
-    raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE={c.CLIP_TYPE!r}: expected 'value' or 'norm'")
+    raise UserError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE={c.CLIP_TYPE!r}: expected 'value' or 'norm'")
 
 
 def _seed_everything(seed: int) -> None:
@@ -79,8 +84,7 @@ def run_evaluation(cfg, model: nn.Module) -> Dict[str, Dict]:
     Each dataset's files go to ``OUTPUT_DIR/inference/<name>/`` when several are evaluated, to
     ``OUTPUT_DIR/inference/`` for a single one.
     """
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        model = model.module
+    model = unwrap(model)
     results = {}
     for name in cfg.DATASETS.TEST:
         loader, dataset = build_test_loader(cfg, name)
@@ -134,7 +138,7 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
     else:
         start_iter = 0
         if cfg.MODEL.WEIGHTS:
-            load_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
+            load_weights(model, cfg.MODEL.WEIGHTS, input=InputConvention.from_config(cfg))
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
@@ -145,7 +149,7 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
     if comm.get_world_size() > 1:
         device_ids = [torch.cuda.current_device()] if torch.device(cfg.MODEL.DEVICE).type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    trainer = Trainer(
+    trainer = SimpleTrainer(
         model=train_model,
         optimizer=optimizer,
         scheduler=scheduler,
