@@ -15,7 +15,6 @@ setup(
         "iopath>=0.1.9",
         "pycocotools>=2.0.6",
         "pyyaml>=5.1",
-        "tqdm",
         "numpy",
         "Pillow",
         "tabulate",

@@ -5,7 +5,7 @@
 
 REF's package and configs are exported with `git archive` into a temporary folder and imported
 as ``gn_detection_ref``; each side builds CFG from its own configs folder and times the same
-synthetic batch (gn_detection.engine.benchmark). It prints each side's median and the ratio of
+synthetic batch (gn_detection.benchmark.models). It prints each side's median and the ratio of
 this checkout to REF. Only the ratio means anything: seconds move with the machine's load.
 """
 import argparse
@@ -32,6 +32,19 @@ def export(ref: str, destination: Path) -> Path:
     return destination
 
 
+def layout(package: str):
+    """(setup_cfg, input_size_opts, benchmark module) of either side: the commands/ and benchmark/
+    packages since the restructure, cli.py and engine/benchmark.py before it."""
+    try:
+        common = importlib.import_module(f"{package}.commands.common")
+        bench = importlib.import_module(f"{package}.benchmark.models")
+        return common.setup_cfg, common.input_size_opts, bench
+    except ModuleNotFoundError:
+        cli = importlib.import_module(f"{package}.cli")
+        bench = importlib.import_module(f"{package}.engine.benchmark")
+        return cli.setup_cfg, cli._input_size_opts, bench
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref", help="the commit to compare with, e.g. HEAD~3 or a hash")
@@ -49,9 +62,8 @@ def main() -> None:
         variants = []
         for precision in args.precision:
             for label, (package, root) in sides.items():
-                cli = importlib.import_module(f"{package}.cli")
-                bench = importlib.import_module(f"{package}.engine.benchmark")
-                cfg = cli.setup_cfg(str(root / args.config_file), cli._input_size_opts(args.size))
+                setup_cfg, input_size_opts, bench = layout(package)
+                cfg = setup_cfg(str(root / args.config_file), input_size_opts(args.size))
                 images, targets = bench.synthetic_batch(args.batch, args.size, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
                 (variant,) = bench._build_variants({f"{label} [{precision}]": cfg}, [], [precision], images, targets)
                 variants.append(variant)

@@ -12,8 +12,8 @@ import statistics
 import torchvision
 
 import gn_detection.modeling.poolers as poolers
-from gn_detection.cli import _input_size_opts, setup_cfg
-from gn_detection.engine.benchmark import _build_variants, synthetic_batch
+from gn_detection.benchmark.models import _build_variants, synthetic_batch
+from gn_detection.commands.common import input_size_opts, setup_cfg
 
 
 def torchvision_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned):
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     args = parser.parse_args()
 
-    opts = _input_size_opts(args.size)
+    opts = input_size_opts(args.size)
     shipped = setup_cfg(args.config_file, opts)
     nchw = setup_cfg(args.config_file, opts + ["MODEL.CHANNELS_LAST", "False"])
     images, targets = synthetic_batch(args.batch, args.size, shipped.MODEL.ROI_HEADS.NUM_CLASSES)
