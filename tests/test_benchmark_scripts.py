@@ -2,7 +2,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_against_commit_times_both_sides_interleaved_and_prints_the_ratio():

@@ -2,8 +2,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from gn_detection.checkpoint import load_torch_file
 from gn_detection.cli import main
-from tests.conftest import TINY_CONFIG
+from tests.helpers import TINY_CONFIG, make_sample, pycocotools_ap, write_coco_dataset
 
 
 def test_build_runs_a_forward_pass_and_reports_it(caplog):
@@ -33,8 +36,6 @@ def test_tools_script_calls_the_cli():
 
 
 def test_train_then_eval_only_then_visualize(tmp_path):
-    from tests.conftest import make_sample, write_coco_dataset
-
     data = tmp_path / "data"
     data.mkdir()
     json_file = write_coco_dataset(data, [make_sample(96, 128, 2, 3, seed=i) for i in range(4)])
@@ -52,20 +53,24 @@ def test_train_then_eval_only_then_visualize(tmp_path):
         "TEST.EVAL_PERIOD", "2",
     ]
     assert main(["train", "--config-file", str(TINY_CONFIG), *opts]) == 0
-    for name in ("model_final.pth", "last_checkpoint", "metrics.json", "config.yaml", "log.txt"):
-        assert (output / name).exists()
+    assert (output / "last_checkpoint").read_text() == "model_final.pth"
+    assert load_torch_file(str(output / "model_final.pth"))["iteration"] == 3
+    assert [json.loads(line)["iteration"] for line in (output / "metrics.json").read_text().splitlines()] == [2]
+    assert "cli_set" in (output / "config.yaml").read_text()
     assert list(output.glob("events.out.tfevents.*"))
     log = (output / "log.txt").read_text()
     assert log.count("cli_set: box AP") == 2  # after iteration 2 (EVAL_PERIOD) and at the end (3)
     assert "eta" in log and "lr" in log
     results_file = output / "inference" / "results.json"
     first = json.loads(results_file.read_text())
-    assert set(first) == {"bbox", "segm"} and 0 <= first["bbox"]["AP"] <= 100
+    detections = output / "inference" / "coco_instances_results.json"
+    assert set(first) == {"bbox", "segm"}
+    for task in ("bbox", "segm"):  # the final evaluation's AP is pycocotools' for its detections
+        assert first[task]["AP"] == pytest.approx(pycocotools_ap(json_file, detections, task), abs=1e-9)
 
     results_file.unlink()
     assert main(["train", "--config-file", str(TINY_CONFIG), "--eval-only", *opts]) == 0
     assert json.loads(results_file.read_text()) == first
-    assert (output / "inference" / "coco_instances_results.json").exists()
 
     assert main(
         ["visualize", "--config-file", str(TINY_CONFIG), "--weights", str(output / "model_final.pth"),
@@ -94,8 +99,7 @@ def test_unregistered_dataset_is_named(capsys, tmp_path):
     assert "DATASETS.TRAIN='nope' is not in the DATASET registry" in err and "shapes_train" in err
 
 
-def test_fine_tune_on_synthetic_xrays_reports_ap_and_froc(tmp_path, monkeypatch):
-    monkeypatch.setenv("GN_DETECTION_CACHE", str(tmp_path / "cache"))
+def test_fine_tune_on_synthetic_xrays_reports_ap_and_froc(tmp_path, small_builtin_datasets):
     output = tmp_path / "xray"
     config = TINY_CONFIG.parents[1] / "medical" / "synthetic_xray_R_18_FPN_gn.yaml"
     opts = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "1",
@@ -103,7 +107,10 @@ def test_fine_tune_on_synthetic_xrays_reports_ap_and_froc(tmp_path, monkeypatch)
     assert main(["train", "--config-file", str(config), *opts]) == 0
     results = json.loads((output / "inference" / "results.json").read_text())
     assert set(results) == {"bbox", "segm", "froc"}
-    assert "sensitivity@0.125" in results["froc"] and 0 <= results["froc"]["mean_sensitivity"] <= 100
+    points = [f"sensitivity@{fp:g}" for fp in (0.125, 0.25, 0.5, 1, 2, 4, 8)]
+    sensitivities = [results["froc"][p] for p in points]
+    assert sensitivities == sorted(sensitivities)  # more false positives allowed never finds less
+    assert results["froc"]["mean_sensitivity"] == pytest.approx(sum(sensitivities) / len(points))
     assert "mean FROC sensitivity" in (output / "log.txt").read_text()
     overlays = tmp_path / "overlays"
     args = ["visualize", "--config-file", str(config), "--weights", str(output / "model_final.pth"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_CONFIG
+from tests.helpers import TINY_CONFIG
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.sh"
 

@@ -10,7 +10,7 @@ from gn_detection import BACKBONE_REGISTRY, NORM_REGISTRY, build_model, get_cfg
 from gn_detection.config import CfgNode
 from gn_detection.layers import Conv2d, ShapeSpec, norm_from_cfg
 from gn_detection.modeling.backbone import FPN, Backbone, LastLevelMaxPool
-from tests.conftest import TINY_CONFIG, make_sample
+from tests.helpers import TINY_CONFIG, make_sample
 
 
 class LayerNorm2d(nn.GroupNorm):

@@ -5,7 +5,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from gn_detection.evaluation import BACKENDS
-from gn_detection.evaluation.benchmark import _max_abs_diff, benchmark_evaluator, synthetic_coco
+from gn_detection.benchmark.evaluator import _max_abs_diff, benchmark_evaluator, synthetic_coco
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP-1", "AP-2", "AP-3")
 

@@ -3,8 +3,8 @@ import json
 import torch
 
 from gn_detection.cli import main
-from gn_detection.engine.benchmark import synthetic_batch
-from tests.conftest import TINY_CONFIG
+from gn_detection.benchmark.models import synthetic_batch
+from tests.helpers import TINY_CONFIG
 
 
 def test_benchmark_compares_configs_and_torchvision_and_writes_json(tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_benchmark_compares_configs_and_torchvision_and_writes_json(tmp_path, ca
 def test_torchvision_reference_has_the_configs_heads_and_sampling(tiny_cfg):
     from torchvision.models.detection import MaskRCNN
 
-    from gn_detection.engine.reference_models import build_torchvision_reference
+    from gn_detection.benchmark.references import build_torchvision_reference
 
     images, targets = synthetic_batch(1, 64, 3)
     model, (train_images, _), _ = build_torchvision_reference(tiny_cfg, images, targets)
@@ -62,7 +62,7 @@ def test_calibrated_frozen_bn_normalizes_its_input(tiny_cfg):
     from torchvision.ops import FrozenBatchNorm2d
 
     from gn_detection import build_model
-    from gn_detection.engine.benchmark import calibrate_frozen_batchnorm
+    from gn_detection.benchmark.models import calibrate_frozen_batchnorm
 
     tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
     model = build_model(tiny_cfg)
@@ -84,7 +84,7 @@ def test_bf16_autocast_losses_agree_with_fp32_on_a_fixed_batch(tiny_cfg):
     statistics stay in fp32. Sampling takes every anchor and RoI and only ground-truth boxes are
     positive RoIs, so a proposal moving by a rounding error cannot change which terms count."""
     from gn_detection import build_model
-    from tests.engine.test_trainer import EXACT_SAMPLING
+    from tests.helpers import EXACT_SAMPLING
 
     for key in ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", "MODEL.RPN.POSITIVE_FRACTION", "MODEL.RPN.IOU_THRESHOLDS",
                 "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "MODEL.ROI_HEADS.IOU_THRESHOLDS"):

@@ -9,8 +9,8 @@ import torch
 import torchvision
 
 from gn_detection import build_model, get_cfg
-from gn_detection.checkpoint.weights import convert_checkpoint_file, load_weights
-from tests.conftest import CONFIGS, TINY_CONFIG, make_sample
+from gn_detection.checkpoint import InputConvention, convert_checkpoint_file, load_weights
+from tests.helpers import CONFIGS, TINY_CONFIG, make_sample
 
 
 def tiny_model(**overrides):
@@ -78,7 +78,7 @@ def test_detectron_full_mask_rcnn_pickle_loads_every_tensor_exactly(tmp_path):
     path = tmp_path / "detectron_full.pkl"
     path.write_bytes(pickle.dumps({"blobs": blobs}, protocol=2))
 
-    report = load_weights(model, str(path), cfg=cfg, strict=True)
+    report = load_weights(model, str(path), input=InputConvention.from_config(cfg), strict=True)
     assert report.source_format == "detectron"
     assert report.unused == [] and report.missing == [] and report.mismatched == []
     assert sorted(report.dropped) == ["pred_w", "res2_0_branch2a_w_momentum"]
@@ -94,7 +94,7 @@ def test_detectron_bn_backbone_fills_statistics_and_leaves_heads_missing(tmp_pat
     assert "res_conv1_bn_s" in blobs and "res2_0_branch2a_bn_b" in blobs
     path = tmp_path / "R-18-BN.pkl"
     path.write_bytes(pickle.dumps(blobs, protocol=2))
-    report = load_weights(model, str(path), cfg=cfg)
+    report = load_weights(model, str(path), input=InputConvention.from_config(cfg))
     loaded = model.state_dict()
     for key in backbone:
         assert torch.equal(loaded[key], state[key]), key
@@ -107,7 +107,7 @@ def test_detectron_bn_backbone_fills_statistics_and_leaves_heads_missing(tmp_pat
     assert report.unused == [] and report.missing and all(not k.startswith("backbone.bottom_up.") for k in report.missing)
     assert not any("PIXEL" in n for n in report.notes)  # MSRA BN weights: std 1, as configured
     with pytest.raises(ValueError, match="missing model tensor roi_heads"):
-        load_weights(model, str(path), cfg=cfg, strict=True)
+        load_weights(model, str(path), input=InputConvention.from_config(cfg), strict=True)
 
 
 def to_detectron2(state):
@@ -139,7 +139,7 @@ def test_detectron2_checkpoint_reorders_classes_exactly(tmp_path, suffix):
     else:
         torch.save({"model": d2, "iteration": 5, "__author__": "test"}, path)
     _, target = tiny_model(**{"SEED": "3"})
-    report = load_weights(target, str(path), cfg=cfg, strict=True)
+    report = load_weights(target, str(path), input=InputConvention.from_config(cfg), strict=True)
     assert report.source_format == "detectron2" and sorted(report.dropped) == ["pixel_mean", "pixel_std"]
     loaded = target.state_dict()
     # detectron2's class k (0-based, background last) is our class k + 1; background is ours 0.
@@ -161,7 +161,7 @@ def test_detectron2_checkpoint_reorders_classes_exactly(tmp_path, suffix):
     d2 = {k: v.numpy() for k, v in to_detectron2(source.state_dict()).items()}
     path.write_bytes(pickle.dumps({"model": d2, "__author__": "test"}))
     _, target = tiny_model(**{"MODEL.ROI_HEADS.SCORE_THRESH_TEST": "0.0", "SEED": "3"})
-    load_weights(target, str(path), cfg=cfg, strict=True)
+    load_weights(target, str(path), input=InputConvention.from_config(cfg), strict=True)
     source.eval(), target.eval()
     image = make_sample(96, 128, 2, 3, seed=4)[0]
     with torch.no_grad():
@@ -197,7 +197,7 @@ def test_torchvision_resnet_matches_our_backbone_on_the_same_image_in_bgr(tmp_pa
     cfg.merge_from_file(str(CONFIGS / "COCO-GN" / "mask_rcnn_R_50_FPN_2x_bnstar.yaml"))
     cfg.merge_from_list(["MODEL.RESNETS.STRIDE_IN_1X1", "False", "MODEL.PIXEL_STD", "[57.375, 57.120, 58.395]"])
     model = build_model(cfg).eval()
-    report = load_weights(model, str(path), cfg=cfg)
+    report = load_weights(model, str(path), input=InputConvention.from_config(cfg))
     assert report.source_format == "torchvision"
     assert report.unused == [] and sorted(report.dropped) == sorted(
         ["fc.bias", "fc.weight"] + [k for k in tv.state_dict() if k.endswith("num_batches_tracked")]
@@ -229,7 +229,7 @@ def test_timm_resnet_gn_names_load_exactly(tmp_path):
     timm_state["fc.weight"] = torch.zeros(1000, 2048)
     path = tmp_path / "resnet50_gn.a1h_in1k.pth"
     torch.save(timm_state, path)
-    report = load_weights(model, str(path), cfg=cfg)
+    report = load_weights(model, str(path), input=InputConvention.from_config(cfg))
     assert report.source_format == "timm" and report.unused == [] and report.dropped == ["fc.weight"]
     loaded = model.state_dict()
     for key in state:
@@ -244,11 +244,11 @@ def test_mismatches_are_reported_with_both_shapes_and_strict_refuses(tmp_path):
     _, wider = tiny_model(**{"MODEL.FPN.OUT_CHANNELS": "64", "MODEL.GROUP_NORM.NUM_GROUPS": "8"})
     path = tmp_path / "wider.pth"
     torch.save({"model": wider.state_dict(), "format": "gn_detection"}, path)
-    report = load_weights(model, str(path), cfg=cfg)
+    report = load_weights(model, str(path), input=InputConvention.from_config(cfg))
     assert ("backbone.fpn_lateral2.weight", "backbone.fpn_lateral2.weight", (64, 16, 1, 1), (32, 16, 1, 1)) in report.mismatched
     assert "backbone.fpn_lateral2.weight" not in report.missing
     with pytest.raises(ValueError, match=r"shape mismatch backbone\.fpn_lateral2\.weight \(64, 16, 1, 1\)"):
-        load_weights(model, str(path), cfg=cfg, strict=True)
+        load_weights(model, str(path), input=InputConvention.from_config(cfg), strict=True)
 
 
 def test_convert_writes_a_checkpoint_that_loads_as_our_format(tmp_path):
@@ -257,10 +257,10 @@ def test_convert_writes_a_checkpoint_that_loads_as_our_format(tmp_path):
     blobs = {to_caffe2(k, "gn"): v.numpy() for k, v in state.items()}
     src, dst = tmp_path / "src.pkl", tmp_path / "converted.pth"
     src.write_bytes(pickle.dumps({"blobs": blobs}))
-    report = convert_checkpoint_file(str(src), str(dst), model=model, cfg=cfg, strict=True)
+    report = convert_checkpoint_file(str(src), str(dst), model=model, input=InputConvention.from_config(cfg), strict=True)
     assert report.problems == []
     _, fresh = tiny_model(**{"SEED": "9"})
-    again = load_weights(fresh, str(dst), cfg=cfg, strict=True)
+    again = load_weights(fresh, str(dst), input=InputConvention.from_config(cfg), strict=True)
     assert again.source_format == "gn_detection"
     assert all(torch.equal(fresh.state_dict()[k], state[k]) for k in state)
 
@@ -270,7 +270,7 @@ def test_unknown_format_and_malicious_weights_are_refused(tmp_path):
     odd = tmp_path / "odd.pth"
     torch.save({"encoder.w": torch.zeros(1)}, odd)
     with pytest.raises(ValueError, match="cannot tell which format"):
-        load_weights(model, str(odd), cfg=cfg)
+        load_weights(model, str(odd), input=InputConvention.from_config(cfg))
 
     class Payload:
         def __reduce__(self):
@@ -281,7 +281,7 @@ def test_unknown_format_and_malicious_weights_are_refused(tmp_path):
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps({"blobs": {"conv1_w": Payload()}}))
     with pytest.raises(ValueError, match="system"):
-        load_weights(model, str(evil), cfg=cfg)
+        load_weights(model, str(evil), input=InputConvention.from_config(cfg))
     assert not (tmp_path / "pwned").exists()
 
 
@@ -295,7 +295,7 @@ def test_a_colour_stem_folds_into_a_gray_one_that_sees_gray_images_as_the_colour
 
     gray_cfg, gray = tiny_model(**{"INPUT.FORMAT": "L", "MODEL.PIXEL_MEAN": "[100.0]", "MODEL.PIXEL_STD": "[55.0]"})
     assert gray.backbone.bottom_up.stem.conv1.in_channels == 1
-    report = load_weights(gray, str(path), cfg=gray_cfg, strict=True)
+    report = load_weights(gray, str(path), input=InputConvention.from_config(gray_cfg), strict=True)
     assert ("backbone.bottom_up.stem.conv1.weight", "BGR stem folded into one gray channel") in report.fixed
     gray.eval()
     image = make_sample(96, 128, 2, 3, seed=5)[0].mean(dim=0, keepdim=True)

@@ -6,7 +6,7 @@ import torch
 
 from gn_detection.checkpoint import weights
 from gn_detection.cli import main
-from tests.conftest import TINY_CONFIG
+from tests.helpers import TINY_CONFIG
 
 
 @pytest.mark.parametrize(

@@ -209,7 +209,7 @@ def test_segmentation_to_mask_rejects_wrong_size_and_type():
     rle = {"size": [10, 20], "counts": _column_major_runs(_blob_mask())}
     with pytest.raises(ValueError, match=r"\[10, 20\].*\[11, 20\]"):
         segmentation_to_mask(rle, 11, 20)
-    with pytest.raises(TypeError, match="str"):
+    with pytest.raises(ValueError, match="str"):
         segmentation_to_mask("not a segmentation", 10, 20)
 
 

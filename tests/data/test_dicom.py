@@ -1,3 +1,4 @@
+import os
 import re
 import warnings
 
@@ -336,6 +337,29 @@ def test_truncated_file(tmp_path):
 def test_truncated_real_file():
     with pytest.raises(ValueError, match=r"MR_truncated\.dcm.*truncated"):
         read_dicom(_testdata("MR_truncated.dcm"))
+
+
+def test_malformed_element_names_the_file():
+    # badVR.dcm's Number of Frames is the IS "1A"; pydicom warns and keeps the text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match=r"badVR\.dcm: Number of Frames \(0028,0008\) is '1A'"):
+            read_dicom(_testdata("badVR.dcm"))
+
+
+def test_every_pydicom_test_file_reads_or_names_itself():
+    folder = os.path.dirname(_testdata("CT_small.dcm"))
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".dcm"))
+    failures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            try:
+                read_dicom(os.path.join(folder, name))
+            except (ValueError, RuntimeError) as e:
+                failures[name] = str(e)
+    assert len(names) > 50 and 0 < len(failures) < len(names)
+    assert {name: message for name, message in failures.items() if name not in message} == {}
 
 
 def test_not_dicom(tmp_path):

@@ -135,11 +135,11 @@ def test_dicom_files_go_through_the_window_and_become_channels(tmp_path):
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.PixelData = pixels.tobytes()
     ds.save_as(str(path), enforce_file_format=True)
-    from gn_detection.data.dicom import DicomWindow
+    from gn_detection.data.dicom import DicomReadOptions, DicomWindow
 
     record = dict(file_name=str(path), image_id=1, height=12, width=16, annotations=[])
     window = DicomWindow(mode="fixed", center=960.0, width=1920.0)  # pixel values 0..1910
-    out = DatasetMapper(is_train=False, image_format="BGR", dicom_window=window)(record)
+    out = DatasetMapper(is_train=False, image_format="BGR", dicom=DicomReadOptions(window=window))(record)
     assert out["image"].shape == (3, 12, 16)
     assert torch.equal(out["image"][0], out["image"][2])
     expected = np.clip((pixels.astype(np.float64) - 0.0) / 1920.0 * 255.0, 0, 255)

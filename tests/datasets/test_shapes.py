@@ -1,7 +1,6 @@
 import contextlib
 import io
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from gn_detection.data import synthetic
-from gn_detection.data.synthetic import ensure_shapes_dataset, generate_shapes_split, resolve_occlusions
+from gn_detection.datasets import shapes
+from gn_detection.datasets.shapes import ensure_shapes_dataset, generate_shapes_split, resolve_occlusions
 
 # pycocotools' decode trips numpy 2's copy=False deprecation; nothing here can change that.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 NUM_IMAGES = 60
-OLD_MTIME_NS = 10**18  # 2001; a rewrite would set the current time
 
 
 def _generate(root: Path, seed: int = 0, num_images: int = NUM_IMAGES) -> str:
@@ -136,7 +134,7 @@ def test_variety(split):
 
 def test_polygons_outline_the_shapes(split):
     _, _, coco = split
-    corners = {1: synthetic.CIRCLE_VERTICES, 2: 4, 3: 3}
+    corners = {1: shapes.CIRCLE_VERTICES, 2: 4, 3: 3}
     for ann in coco.anns.values():
         if isinstance(ann["segmentation"], list):
             (polygon,) = ann["segmentation"]
@@ -175,65 +173,13 @@ def test_bad_arguments_are_named(tmp_path, kwargs, name):
         generate_shapes_split(str(tmp_path), "train", **args)
 
 
-def test_ensure_generates_once_then_reuses(tmp_path, caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger="gn_detection.data")
+def test_ensure_gives_each_size_its_own_folder(tmp_path):
     located = ensure_shapes_dataset(str(tmp_path), num_train=5, num_val=3)
-    assert any("Generated" in r.getMessage() for r in caplog.records)
-    assert set(located) == {"train", "val"}
     for split, (json_file, image_root) in located.items():
         with open(json_file) as f:
             data = json.load(f)
         assert len(data["images"]) == {"train": 5, "val": 3}[split]
-        assert all(os.path.isfile(os.path.join(image_root, i["file_name"])) for i in data["images"])
-    assert len(list(tmp_path.iterdir())) == 1, "a temporary folder was left behind"
-
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    for p in files:
-        os.utime(p, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
-    caplog.clear()
-    with monkeypatch.context() as patch:
-        patch.setattr(synthetic, "generate_shapes_split", _must_not_generate)
-        assert ensure_shapes_dataset(str(tmp_path), num_train=5, num_val=3) == located
-    assert not caplog.records
-    assert all(p.stat().st_mtime_ns == OLD_MTIME_NS for p in files)
-
+        assert sorted(os.listdir(image_root)) == sorted(i["file_name"] for i in data["images"])
     other = ensure_shapes_dataset(str(tmp_path), num_train=5, num_val=4)
     assert Path(other["val"][0]).parents[1] != Path(located["val"][0]).parents[1]
     assert len(list(tmp_path.iterdir())) == 2
-
-
-def _must_not_generate(*args, **kwargs):
-    raise AssertionError("the cached dataset was generated again")
-
-
-def test_ensure_train_and_val_use_their_seeds(tmp_path):
-    located = ensure_shapes_dataset(str(tmp_path / "cache"), num_train=3, num_val=3)
-    for split, seed in (("train", 0), ("val", 1)):
-        reference = generate_shapes_split(str(tmp_path / "ref"), split, num_images=3, seed=seed)
-        assert Path(located[split][0]).read_bytes() == Path(reference).read_bytes()
-
-
-def test_ensure_default_cache_dir_comes_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("GN_DETECTION_CACHE", str(tmp_path))
-    json_file, image_root = ensure_shapes_dataset(num_train=2, num_val=1)["train"]
-    assert Path(json_file).parents[2] == tmp_path / "shapes_v1"
-    assert Path(image_root).parent == Path(json_file).parents[1]
-
-
-def test_ensure_keeps_the_copy_that_finished_first(tmp_path, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="gn_detection.data")
-    original = synthetic.generate_shapes_split
-    calls = []
-
-    def racing(root, split, **kwargs):
-        # While this run writes its first split, another run completes the whole dataset.
-        if not calls:
-            calls.append(root)
-            ensure_shapes_dataset(str(tmp_path), num_train=2, num_val=1)
-        return original(root, split, **kwargs)
-
-    monkeypatch.setattr(synthetic, "generate_shapes_split", racing)
-    located = ensure_shapes_dataset(str(tmp_path), num_train=2, num_val=1)
-    assert any("concurrently" in r.getMessage() for r in caplog.records)
-    assert [p.name for p in tmp_path.iterdir()] == [Path(located["train"][0]).parents[1].name]
-    assert all(os.path.isfile(json_file) for json_file, _ in located.values())

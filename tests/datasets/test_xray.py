@@ -1,7 +1,6 @@
 import contextlib
 import io
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from pycocotools.coco import COCO
 
 pydicom = pytest.importorskip("pydicom")
 
-from gn_detection.data import xray  # noqa: E402
-from gn_detection.data.xray import XRAY_CLASSES, ensure_xray_dataset, generate_xray_split  # noqa: E402
+from gn_detection.datasets import xray  # noqa: E402
+from gn_detection.datasets.xray import XRAY_CLASSES, ensure_xray_dataset, generate_xray_split  # noqa: E402
 
 # pycocotools' decode trips numpy 2's copy=False deprecation; nothing here can change that.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 NUM_IMAGES = 40
 SEED = 3
 MAX_VALUE = 4095
-OLD_MTIME_NS = 10**18  # 2001; a rewrite would set the current time
 
 
 def _generate(root: Path, seed: int = SEED, num_images: int = NUM_IMAGES, file_format: str = "dicom") -> str:
@@ -241,47 +239,15 @@ def test_bad_arguments_are_named(tmp_path, kwargs, name):
         generate_xray_split(str(tmp_path), **args)
 
 
-def test_ensure_generates_once_then_reuses(tmp_path, caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger="gn_detection.data")
+def test_ensure_gives_each_size_and_format_its_own_folder(tmp_path):
     located = ensure_xray_dataset(str(tmp_path), num_train=4, num_val=2)
-    assert any("Generated" in r.getMessage() for r in caplog.records)
-    assert set(located) == {"train", "val"}
     for split, (json_file, image_root) in located.items():
         with open(json_file) as f:
             data = json.load(f)
         assert len(data["images"]) == {"train": 4, "val": 2}[split]
-        assert all(os.path.isfile(os.path.join(image_root, i["file_name"])) for i in data["images"])
-    assert len(list(tmp_path.iterdir())) == 1, "a temporary folder was left behind"
-
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    for p in files:
-        os.utime(p, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
-    caplog.clear()
-    with monkeypatch.context() as patch:
-        patch.setattr(xray, "generate_xray_split", _must_not_generate)
-        assert ensure_xray_dataset(str(tmp_path), num_train=4, num_val=2) == located
-    assert not caplog.records
-    assert all(p.stat().st_mtime_ns == OLD_MTIME_NS for p in files)
-
+        assert sorted(os.listdir(image_root)) == sorted(i["file_name"] for i in data["images"])
+        assert all(name.endswith(".dcm") for name in os.listdir(image_root))
     other = ensure_xray_dataset(str(tmp_path), num_train=4, num_val=2, file_format="png16")
     assert Path(other["val"][0]).parents[1] != Path(located["val"][0]).parents[1]
     assert all(name.endswith(".png") for name in os.listdir(other["train"][1]))
     assert len(list(tmp_path.iterdir())) == 2
-
-
-def _must_not_generate(*args, **kwargs):
-    raise AssertionError("the cached dataset was generated again")
-
-
-def test_ensure_train_and_val_use_their_seeds(tmp_path):
-    located = ensure_xray_dataset(str(tmp_path / "cache"), num_train=2, num_val=2)
-    for split, seed in (("train", 0), ("val", 1)):
-        reference = generate_xray_split(str(tmp_path / "ref"), split, num_images=2, seed=seed)
-        assert Path(located[split][0]).read_bytes() == Path(reference).read_bytes()
-
-
-def test_ensure_default_cache_dir_comes_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("GN_DETECTION_CACHE", str(tmp_path))
-    json_file, image_root = ensure_xray_dataset(num_train=1, num_val=1)["train"]
-    assert Path(json_file).parents[2] == tmp_path / "xray_v1"
-    assert Path(image_root).parent == Path(json_file).parents[1]

@@ -11,10 +11,10 @@ from gn_detection import build_model, get_cfg
 from gn_detection.checkpoint import load_torch_file
 from gn_detection.data.catalog import DATASET_REGISTRY, register_coco_instances
 from gn_detection.engine.launch import launch
-from gn_detection.engine.runner import run_training
-from gn_detection.engine.trainer import Trainer
+from gn_detection.engine.defaults import run_training
+from gn_detection.engine.train_loop import SimpleTrainer
 from gn_detection.modeling import MaskRCNN
-from tests.conftest import TINY_CONFIG, make_sample, write_coco_dataset
+from tests.helpers import EXACT_SAMPLING, TINY_CONFIG, make_sample, pycocotools_ap, write_coco_dataset
 
 
 def register_once(name, json_file, image_root):
@@ -69,7 +69,7 @@ class Interrupt(Exception):
 def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monkeypatch):
     run_training(train_cfg(tiny_dataset, tmp_path / "straight"))
 
-    original_step = Trainer.run_step
+    original_step = SimpleTrainer.run_step
     steps = []
 
     def killed_at_iteration_4(self, batch):
@@ -78,11 +78,11 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monke
             raise Interrupt()
         return original_step(self, batch)
 
-    monkeypatch.setattr(Trainer, "run_step", killed_at_iteration_4)
+    monkeypatch.setattr(SimpleTrainer, "run_step", killed_at_iteration_4)
     with pytest.raises(Interrupt):
         run_training(train_cfg(tiny_dataset, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "last_checkpoint").read_text() == "model_0000003.pth"
-    monkeypatch.setattr(Trainer, "run_step", original_step)
+    monkeypatch.setattr(SimpleTrainer, "run_step", original_step)
     run_training(train_cfg(tiny_dataset, tmp_path / "resumed"), resume=True)
 
     straight, resumed = losses_by_iteration(tmp_path / "straight"), losses_by_iteration(tmp_path / "resumed")
@@ -96,7 +96,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monke
 
 @pytest.mark.parametrize("clip_type", ["value", "norm"])
 def test_gradient_clipping(clip_type, tiny_cfg):
-    from gn_detection.engine.runner import _gradient_clipper
+    from gn_detection.engine.defaults import _gradient_clipper
 
     tiny_cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
     tiny_cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = clip_type
@@ -118,7 +118,7 @@ def test_resume_without_a_checkpoint_starts_fresh_and_says_so(tiny_dataset, tmp_
     caplog.set_level(logging.INFO, logger="gn_detection")
     run_training(train_cfg(tiny_dataset, tmp_path, **{"SOLVER.MAX_ITER": "1", "SOLVER.STEPS": "()", "SOLVER.WARMUP_ITERS": "0"}), resume=True)
     assert "no checkpoint in" in caplog.text and "starting from scratch" in caplog.text
-    assert (tmp_path / "model_final.pth").exists()
+    assert load_torch_file(str(tmp_path / "model_final.pth"))["iteration"] == 1
 
 
 @pytest.mark.parametrize("log_period", ["1", "100"])  # losses are checked at each log and before each save
@@ -146,26 +146,6 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_data
     assert state["iteration"] == 3 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-# Every candidate anchor and RoI is sampled and nothing is suppressed or ignored, so each image
-# contributes the same number of loss terms and per-process means average to the global mean.
-EXACT_SAMPLING = {
-    "INPUT.RANDOM_FLIP": "none",
-    "INPUT.MIN_SIZE_TRAIN": "(96,)",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": "1000000",
-    "MODEL.RPN.POSITIVE_FRACTION": "1.0",
-    "MODEL.RPN.IOU_THRESHOLDS": "[0.5, 0.5]",
-    "MODEL.RPN.NMS_THRESH": "1.0",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": "1000000",
-    "MODEL.ROI_HEADS.POSITIVE_FRACTION": "1.0",
-    # Only the ground-truth boxes added to the proposals reach IoU 1: a fixed number of positives.
-    "MODEL.ROI_HEADS.IOU_THRESHOLDS": "[1.0]",
-    "SOLVER.MAX_ITER": "3",
-    "SOLVER.STEPS": "()",
-    "SOLVER.WARMUP_ITERS": "0",
-    "SOLVER.CHECKPOINT_PERIOD": "100",
-}
-
-
 def _ddp_main(json_file, image_root, output_dir):
     register_once("ddp_test_set", json_file, image_root)
     run_training(train_cfg("ddp_test_set", output_dir, **EXACT_SAMPLING, **{"DATASETS.TEST": "('ddp_test_set',)"}))
@@ -187,7 +167,9 @@ def test_two_processes_of_one_image_match_one_process_of_two(tmp_path):
     # Evaluation sharded the 4 test images over the 2 processes and gathered them on the first.
     detections = json.loads((tmp_path / "two" / "inference" / "coco_instances_results.json").read_text())
     assert {d["image_id"] for d in detections} == {1, 2, 3, 4}
-    assert (tmp_path / "two" / "inference" / "results.json").exists()
+    results = json.loads((tmp_path / "two" / "inference" / "results.json").read_text())
+    detections_file = tmp_path / "two" / "inference" / "coco_instances_results.json"
+    assert results["bbox"]["AP"] == pytest.approx(pycocotools_ap(json_file, detections_file, "bbox"), abs=1e-9)
 
 
 def test_bf16_autocast_trains_with_fp32_parameters(tiny_dataset, tmp_path):
@@ -201,7 +183,7 @@ def test_bf16_autocast_trains_with_fp32_parameters(tiny_dataset, tmp_path):
 
 
 def test_amp_settings_are_checked(tiny_cfg, monkeypatch, caplog):
-    from gn_detection.engine.runner import amp_dtype_from_cfg
+    from gn_detection.engine.defaults import amp_dtype_from_cfg
 
     assert amp_dtype_from_cfg(tiny_cfg) is None
     tiny_cfg.SOLVER.AMP.ENABLED = True

@@ -15,7 +15,7 @@ from pycocotools.cocoeval import COCOeval
 
 from gn_detection.evaluation import BACKENDS, COCOEvaluator
 from gn_detection.evaluation import coco as coco_module
-from gn_detection.evaluation.benchmark import _model_outputs, synthetic_coco
+from gn_detection.benchmark.evaluator import _model_outputs, synthetic_coco
 from gn_detection.evaluation.froc import froc
 
 SIZE = 128  # every image is SIZE x SIZE

@@ -13,8 +13,8 @@ from detectron2.engine import DefaultPredictor  # noqa: E402
 from torchvision.ops import box_iou  # noqa: E402
 
 from gn_detection import build_model, get_cfg  # noqa: E402
-from gn_detection.checkpoint import load_weights  # noqa: E402
-from tests.conftest import CONFIGS  # noqa: E402
+from gn_detection.checkpoint import InputConvention, load_weights  # noqa: E402
+from tests.helpers import CONFIGS  # noqa: E402
 from tests.interop.detectron2_reference import detectron2_cfg, perturb_, save_detectron2_checkpoint  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def ours(detectron2_predictor_and_weights):
     cfg.merge_from_file(str(CONFIGS / "detectron2" / "mask_rcnn_R_50_FPN_3x_gn.yaml"))
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
     model = build_model(cfg).eval()
-    report = load_weights(model, path, cfg=cfg, strict=True)
+    report = load_weights(model, path, input=InputConvention.from_config(cfg), strict=True)
     assert report.problems == []
     return model
 

@@ -20,11 +20,11 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from gn_detection import build_model, get_cfg  # noqa: E402
-from gn_detection.checkpoint import load_weights  # noqa: E402
+from gn_detection.checkpoint import InputConvention, load_weights  # noqa: E402
 from gn_detection.checkpoint.formats.detectron2 import DETECTRON2  # noqa: E402
 from gn_detection.checkpoint.rename import convert  # noqa: E402
-from gn_detection.engine.benchmark import calibrate_frozen_batchnorm  # noqa: E402
-from tests.conftest import CONFIGS  # noqa: E402
+from gn_detection.benchmark.models import calibrate_frozen_batchnorm  # noqa: E402
+from tests.helpers import CONFIGS  # noqa: E402
 from tests.interop.detectron2_reference import detectron2_cfg, perturb_, save_detectron2_checkpoint  # noqa: E402
 
 SHORT_SIDE = 320
@@ -155,7 +155,7 @@ def train_both(case: Case, tmp_path):
     cfg.merge_from_list(["INPUT.MIN_SIZE_TRAIN", (SHORT_SIDE,), "INPUT.MASK_FORMAT", case.mask_format])
     take_every_sample(cfg, anchor_count(case))
     ours = build_model(cfg).train()
-    assert load_weights(ours, weights, cfg=cfg, strict=True).problems == []
+    assert load_weights(ours, weights, input=InputConvention.from_config(cfg), strict=True).problems == []
 
     our_state = ours.state_dict()
     result = dict(losses=[], grads=[])

@@ -6,7 +6,7 @@ from gn_detection import build_model
 from gn_detection.modeling.box_regression import encode_boxes
 from gn_detection.modeling.heads.roi_heads import RoISample, detect_in_image, fast_rcnn_losses
 from gn_detection.modeling.mask_targets import crop_bitmasks
-from tests.conftest import make_sample
+from tests.helpers import make_sample
 
 
 def smooth_l1(x: torch.Tensor, beta: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 from gn_detection import build_model
 from gn_detection.layers import GroupNorm
 from gn_detection.utils.registry import UnknownNameError
-from tests.conftest import make_sample
+from tests.helpers import make_sample
 
 LOSSES = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
 
