@@ -2,20 +2,28 @@
 import argparse
 from typing import List, Sequence, Union
 
-from ..config import get_cfg
+from ..config import check_config, get_cfg
 from ..data.catalog import DATASET_REGISTRY, register_datasets_from_cfg
 from ..datasets import BUILTIN_DATASETS, register_builtin_datasets
 
-__all__ = ["add_config_arguments", "input_size_opts", "register_datasets", "setup_cfg"]
+__all__ = [
+    "add_config_arguments",
+    "at_least",
+    "input_size_opts",
+    "probability",
+    "register_datasets",
+    "setup_cfg",
+]
 
 
 def setup_cfg(config_file: str, opts: Sequence[str]):
-    """The defaults, then ``config_file`` (with its ``_BASE_`` chain), then KEY VALUE overrides;
-    the datasets are registered (``register_datasets``)."""
+    """The defaults, then ``config_file`` (with its ``_BASE_`` chain), then KEY VALUE overrides,
+    checked (``check_config``); the datasets are registered (``register_datasets``)."""
     cfg = get_cfg()
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    check_config(cfg, f"{config_file} with the overrides" if opts else config_file)
     cfg.freeze()
     register_datasets(cfg)
     return cfg
@@ -43,3 +51,30 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, e.g. SOLVER.MAX_ITER 1000"
     )
+
+
+def at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}; give an integer >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value

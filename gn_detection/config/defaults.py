@@ -191,7 +191,7 @@ _C.SOLVER.GAMMA = 0.1
 _C.SOLVER.WARMUP_ITERS = 1000
 _C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
 
-# Read by the trainer (engine/trainer.py).
+# Read by the trainer (engine/train_loop.py).
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
 _C.SOLVER.LOG_PERIOD = 20
 _C.SOLVER.CLIP_GRADIENTS = CN()
