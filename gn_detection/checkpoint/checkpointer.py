@@ -1,4 +1,5 @@
 """Training checkpoints: everything a run needs to continue exactly where it stopped."""
+import glob
 import logging
 import os
 import random
@@ -10,6 +11,7 @@ from torch import nn
 
 from ..utils import comm
 from ..utils.comm import unwrap
+from ..utils.errors import UserError
 from .io import atomic_save, atomic_write_text, load_torch_file
 
 __all__ = ["Checkpointer", "get_rng_states", "set_rng_states"]
@@ -68,11 +70,27 @@ class Checkpointer:
                 metadata=self.metadata,
             )
             state.update({k: v.state_dict() for k, v in self.trainables.items()})
-            atomic_save(state, path)
+            try:
+                atomic_save(state, path)
+            except OSError as e:  # a full disk, mostly: torch's zip writer buries the reason
+                raise UserError(
+                    f"{path}: cannot write the checkpoint ({e.strerror or e}); the partial file was removed "
+                    f"and {LAST_CHECKPOINT} still names {self.last_checkpoint() or 'no checkpoint'}"
+                ) from e
             atomic_write_text(os.path.basename(path), os.path.join(self.output_dir, LAST_CHECKPOINT))
             logger.info("saved %s (next iteration %d)", path, iteration)
         comm.synchronize()
         return path
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of saves that a killed run left half-written (atomic_save
+        writes ``.<name>.<random>.tmp`` beside the checkpoint and renames it when complete)."""
+        if not comm.is_main_process():
+            return
+        for pattern in (".model_*.pth.*.tmp", f".{LAST_CHECKPOINT}.*.tmp"):
+            for path in glob.glob(os.path.join(glob.escape(self.output_dir), pattern)):
+                os.remove(path)
+                logger.warning("removed %s, left by a save that did not finish", path)
 
     def last_checkpoint(self) -> Optional[str]:
         marker = os.path.join(self.output_dir, LAST_CHECKPOINT)

@@ -39,15 +39,23 @@ def resolve_weights_path(path: str) -> str:
     """A local file for ``path``: a local path as it is; an http(s) URL or a short name
     (``detectron://ImageNetPretrained/47261647/R-50-GN.pkl``, ``detectron2://...``) downloaded
     once into iopath's cache, with a progress bar."""
+    given = path
     for prefix, url in WEIGHT_URL_PREFIXES.items():
         if path.startswith(prefix):
             path = url + path[len(prefix):]
     if path.startswith(("http://", "https://")):
-        from iopath.common.file_io import PathManager, HTTPURLHandler
+        from iopath.common.file_io import HTTPURLHandler, PathManager, get_cache_dir
 
         manager = PathManager()
         manager.register_handler(HTTPURLHandler())
-        return manager.get_local_path(path)
+        try:
+            return manager.get_local_path(path)
+        except OSError as e:  # URLError is one: no network, a proxy, a missing file
+            raise UserError(
+                f"MODEL.WEIGHTS={given!r}: cannot download {path} ({getattr(e, 'reason', None) or e}). "
+                f"Offline, download it on another machine and set MODEL.WEIGHTS to the local file; "
+                f"downloads are cached in {get_cache_dir()} ($FVCORE_CACHE)"
+            ) from None
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MODEL.WEIGHTS={path!r}: no such file")
     return path

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpointer
-from ..checkpoint.rename import InputConvention
-from ..checkpoint.weights import load_weights
+from ..checkpoint import Checkpointer, InputConvention, load_weights
+from ..checkpoint.checkpointer import LAST_CHECKPOINT
+from ..config import check_config
 from ..data.build import build_test_loader, build_train_loader
 from ..data.catalog import get_dataset_spec
 from ..evaluation.coco import COCOEvaluator
@@ -21,7 +21,8 @@ from ..modeling import build_model
 from ..utils import comm
 from ..utils.comm import unwrap
 from ..utils.errors import UserError
-from .events import MetricsWriter
+from ..utils.file_io import atomic_write, check_writable_folder
+from .events import METRICS_FILE, MetricsWriter
 from .solver import build_lr_scheduler, build_optimizer
 from .train_loop import SimpleTrainer
 
@@ -111,12 +112,28 @@ def run_evaluation(cfg, model: nn.Module) -> Dict[str, Dict]:
     return results
 
 
+def _check_output_dir(output_dir: str, resume: bool) -> None:
+    """OUTPUT_DIR must be writable, and hold no earlier run unless this one resumes it: two runs
+    in one folder would mix their checkpoints and metrics.json."""
+    if not comm.is_main_process():
+        return
+    check_writable_folder(output_dir, "OUTPUT_DIR")
+    earlier = [name for name in (LAST_CHECKPOINT, METRICS_FILE) if os.path.exists(os.path.join(output_dir, name))]
+    if earlier and not resume:
+        raise UserError(
+            f"OUTPUT_DIR={output_dir} holds a run already ({', '.join(earlier)}): pass --resume to continue "
+            "it, or set another OUTPUT_DIR"
+        )
+
+
 def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
     """Train as ``cfg`` says, evaluating on DATASETS.TEST along the way and at the end.
 
     With ``resume``, continue from the last checkpoint in OUTPUT_DIR, restoring the model,
     optimizer, schedule, iteration, data order and RNGs; without one, start fresh (and say so).
     """
+    check_config(cfg)
+    _check_output_dir(cfg.OUTPUT_DIR, resume)
     amp_dtype = amp_dtype_from_cfg(cfg)
     seed = _resolve_seed(cfg)
     _seed_everything(seed)  # before building, so a fresh model's initialization follows SEED
@@ -132,6 +149,7 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
         scheduler=scheduler,
         grad_scaler=grad_scaler,
     )
+    checkpointer.remove_stale_temporaries()
     state = checkpointer.resume() if resume else None
     if state is not None:
         start_iter, seed = state["iteration"], state["metadata"]["seed"]
@@ -140,9 +158,8 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
         if cfg.MODEL.WEIGHTS:
             load_weights(model, cfg.MODEL.WEIGHTS, input=InputConvention.from_config(cfg))
     if comm.is_main_process():
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-            f.write(cfg.dump())
+        text = cfg.dump()
+        atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(text.encode("utf-8")))
     logger.info("seed %d", seed)
 
     train_model = model
@@ -155,7 +172,9 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
         scheduler=scheduler,
         data_loader=build_train_loader(cfg, seed=seed, start_iter=start_iter),
         checkpointer=checkpointer,
-        metrics=MetricsWriter(cfg.OUTPUT_DIR if comm.is_main_process() else None, max_iter=cfg.SOLVER.MAX_ITER),
+        metrics=MetricsWriter(
+            cfg.OUTPUT_DIR if comm.is_main_process() else None, max_iter=cfg.SOLVER.MAX_ITER, start_iter=start_iter
+        ),
         max_iter=cfg.SOLVER.MAX_ITER,
         checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
         log_period=cfg.SOLVER.LOG_PERIOD,

@@ -7,9 +7,13 @@ import statistics
 from collections import deque
 from typing import Dict, Optional
 
-__all__ = ["MetricsWriter"]
+from ..utils.file_io import atomic_write
+
+__all__ = ["METRICS_FILE", "MetricsWriter"]
 
 logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
 
 
 class MetricsWriter:
@@ -19,22 +23,25 @@ class MetricsWriter:
     Args:
         output_dir: where the files go; None writes no files (other processes than the main one).
         max_iter: the last iteration, for the ETA.
+        start_iter: where a resumed run continues; what a killed run recorded from there on is
+            dropped from both files, since it is recorded again.
     """
 
-    def __init__(self, output_dir: Optional[str], *, max_iter: int, window: int = 20):
+    def __init__(self, output_dir: Optional[str], *, max_iter: int, start_iter: int = 0, window: int = 20):
         self.max_iter = max_iter
         self.iteration_times = deque(maxlen=window)
         self.json_path = None
         self.tensorboard = None
         if output_dir is not None:
             os.makedirs(output_dir, exist_ok=True)
-            self.json_path = os.path.join(output_dir, "metrics.json")
+            self.json_path = os.path.join(output_dir, METRICS_FILE)
+            _drop_records_from(self.json_path, start_iter)
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional; metrics.json always has everything
                 logger.warning("tensorboard is not installed; metrics go to metrics.json only")
             else:
-                self.tensorboard = SummaryWriter(output_dir)
+                self.tensorboard = SummaryWriter(output_dir, purge_step=start_iter or None)
 
     def add_iteration_time(self, seconds: float) -> None:
         self.iteration_times.append(seconds)
@@ -71,3 +78,14 @@ class MetricsWriter:
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def _drop_records_from(json_path: str, start_iter: int) -> None:
+    if not os.path.isfile(json_path):
+        return
+    with open(json_path) as f:
+        lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line)["iteration"] < start_iter]
+    if len(kept) < len(lines):
+        atomic_write(json_path, lambda f: f.write("".join(kept).encode("utf-8")))
+        logger.info("%s: dropped %d records from iteration %d on, to be written again", json_path, len(lines) - len(kept), start_iter)

@@ -155,12 +155,15 @@ class SimpleTrainer:
             if bad_rows.any():
                 row = int(bad_rows.nonzero()[0])
                 losses = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, table[row].tolist()))
-                what = f"iteration {steps[row][0]}: non-finite loss ({losses})"
+                # counted from 1, as the progress line counts
+                what = f"iteration {steps[row][0] + 1}/{self.max_iter}: non-finite loss ({losses})"
             else:
-                what = f"another process had a non-finite loss by iteration {steps[-1][0]}"
+                what = f"another process had a non-finite loss by iteration {steps[-1][0] + 1}/{self.max_iter}"
             raise FloatingPointError(
-                f"{what}; stopping without saving. The last good checkpoint is kept: {kept}. Lower "
-                f"SOLVER.BASE_LR, lengthen SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS."
+                f"{what}; stopping without saving. The last checkpoint is kept: {kept}. Its losses were "
+                "finite, but if they were climbing (see metrics.json) its weights may be diverging too: "
+                "restart from an earlier checkpoint (MODEL.WEIGHTS) or from scratch, with a lower "
+                "SOLVER.BASE_LR, a longer SOLVER.WARMUP_ITERS or SOLVER.CLIP_GRADIENTS enabled."
             )
         return dict(zip(names, table[-1].tolist()))
 

@@ -4,7 +4,9 @@ import os
 import tempfile
 from typing import Any, BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_json"]
+from .errors import UserError
+
+__all__ = ["atomic_write", "atomic_write_json", "check_writable_folder"]
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
@@ -33,3 +35,14 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_json(path: str, data: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data).encode("utf-8")))
+
+
+def check_writable_folder(folder: str, what: str) -> None:
+    """Create ``folder`` if needed and make sure a file can be written in it, before any work
+    whose results would go there; ``what`` names it in the error (e.g. "OUTPUT_DIR")."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{what}={folder}: cannot write there ({e.strerror or e}); choose a writable folder") from None
