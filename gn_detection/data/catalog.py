@@ -49,17 +49,19 @@ def register_coco_instances(name: str, json_file: str, image_root: str) -> None:
 
 
 def register_datasets_from_cfg(cfg) -> None:
-    """Register each ``[name, json_file, image_root]`` of ``DATASETS.COCO_INSTANCES``; a name
-    registered already with the same files is left as it is."""
+    """Register each ``[name, json_file, image_root]`` of ``DATASETS.COCO_INSTANCES``, over any
+    earlier entry of that name: the config is what the run uses."""
+    seen = set()
     for entry in cfg.DATASETS.COCO_INSTANCES:
         if len(entry) != 3:
             raise UserError(
                 f"DATASETS.COCO_INSTANCES entry {list(entry)}: expected [name, instances json, image folder]"
             )
         name, json_file, image_root = entry
-        if name in DATASET_REGISTRY and DATASET_REGISTRY.get(name).locate() == (json_file, image_root):
-            continue
-        register_coco_instances(name, json_file, image_root)
+        if name in seen:
+            raise UserError(f"DATASETS.COCO_INSTANCES names {name!r} twice; give each dataset its own name")
+        seen.add(name)
+        register_dataset(name, lambda files=(json_file, image_root): files, replace=True)
 
 
 def get_dataset_spec(name: str, key: str = "DATASETS") -> DatasetSpec:

@@ -31,7 +31,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 from ..utils.errors import UserError
 
-__all__ = ["WINDOW_MODES", "DicomReadOptions", "DicomWindow", "is_dicom", "read_dicom"]
+__all__ = ["WINDOW_MODES", "DicomReadOptions", "DicomWindow", "MissingDecoderError", "is_dicom", "read_dicom"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ _DECODER_PACKAGES = (
     ((uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K), (_OPENJPEG,)),
     ((uid.RLELossless,), ("pip install pylibjpeg pylibjpeg-rle",)),
 )
+
+
+class MissingDecoderError(UserError, RuntimeError):
+    """Compressed pixel data that no installed decoder reads; the message names the packages.
+    A RuntimeError, as before, and a UserError: installing a package fixes it."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def _decode_frame(ds: pydicom.Dataset, path: str, frame: int) -> np.ndarray:
     except _DECODE_ERRORS as e:
         # an unknown (e.g. private) transfer syntax is one pydicom cannot decode either
         if not syntax.is_transfer_syntax or syntax.is_compressed:
-            raise RuntimeError(
+            raise MissingDecoderError(
                 f"{path}: cannot decode its pixel data, compressed as {syntax.name} ({syntax}). "
                 f"{_install_hint(syntax)} (pydicom: {_one_line(e)})"
             ) from e

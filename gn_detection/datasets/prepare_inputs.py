@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-import pydicom
 from PIL import Image
-from pydicom.errors import InvalidDicomError
 
-from ..data.dicom import is_dicom
+from ..data.dicom import is_dicom, read_dicom
 from ..utils.errors import UserError
 
 __all__ = [
@@ -105,15 +103,9 @@ def _image_size(path: str) -> Tuple[int, int, bool]:
 
 
 def _dicom_size(path: str) -> Tuple[int, int]:
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise UserError(f"{path}: cannot be read as DICOM ({e})") from e
-    # Rows x Columns is the size of each frame of a multi-frame file; read_image reads one frame.
-    rows, columns = ds.get("Rows"), ds.get("Columns")
-    if rows is None or columns is None:
-        raise UserError(f"{path}: a DICOM file without Rows/Columns (no image in it?)")
-    return int(rows), int(columns)
+    """Decoded, as training will read it, so that a truncated file, one without pixel data or
+    one no installed decoder reads is reported now, naming it, rather than when training starts."""
+    return read_dicom(path).shape
 
 
 def images_by_stem(images: List[ImageFile], image_dir: str) -> Dict[str, ImageFile]:

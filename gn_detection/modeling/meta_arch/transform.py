@@ -97,15 +97,21 @@ class ResizeNormalize(GeneralizedRCNNTransform):
         return image, target
 
     def _resize(self, image: torch.Tensor, target: Optional[Dict[str, torch.Tensor]]):
-        if self.resize_style == "torchvision":
+        height, width = image.shape[-2:]
+        # An image longer than max size : 1 has its short side scaled below 1 px whatever size is
+        # drawn, and torchvision's floor would make it 0 px; it takes the path below.
+        elongated = min(height, width) * self.max_size < max(height, width)
+        if self.resize_style == "torchvision" and not elongated:
             return super().resize(image, target)
         short = self.torch_choice(self.min_size) if self.training else self.min_size[-1]
-        height, width = image.shape[-2:]
         scale = short / min(height, width)
         if max(height, width) * scale > self.max_size:
             scale = self.max_size / max(height, width)
-        size = (int(height * scale + 0.5), int(width * scale + 0.5))
-        resized = super().normalize(_resize_like_detectron2(image, size))
+        size = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
+        if self.resize_style == "detectron2":
+            resized = super().normalize(_resize_like_detectron2(image, size))
+        else:  # normalized already
+            resized = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
         if target is not None:
             target = dict(target, boxes=resize_boxes(target["boxes"], [height, width], list(size)))
             if "masks" in target:
