@@ -34,16 +34,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging()
     try:
         return args.run(args)
-    except ConfigError as e:  # its message names the file or the override already
-        return _fail(args, str(e))
     except USER_ERRORS as e:
+        message = _without_worker_traceback(str(e))
         source = getattr(args, "config_file", None)
-        return _fail(args, f"{source}: {e}" if source else str(e))
+        if source and not isinstance(e, ConfigError):  # a ConfigError names the file already
+            message = f"{source}: {message}"
+        print(f"gn-detect {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
-def _fail(args, message: str) -> int:
-    print(f"gn-detect {args.command}: error: {message}", file=sys.stderr)
-    return 2
+def _without_worker_traceback(message: str) -> str:
+    """An error raised in a DataLoader worker reaches here with the worker's traceback in its
+    message, whose last line is "UserError: <the message>"."""
+    if "\nOriginal Traceback" not in message:
+        return message
+    return message.rstrip().splitlines()[-1].split(": ", 1)[-1]
 
 
 if __name__ == "__main__":

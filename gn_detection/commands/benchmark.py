@@ -12,7 +12,7 @@ from ..benchmark.models import benchmark, describe_machine, format_report, ratio
 from ..benchmark.references import REFERENCES
 from ..utils.errors import UserError
 from ..utils.file_io import atomic_write_json
-from .common import add_config_arguments, input_size_opts, setup_cfg
+from .common import add_config_arguments, at_least, input_size_opts, setup_cfg
 
 HELP = (
     "seconds per training step and inference image, and peak memory, side by side with other "
@@ -27,11 +27,11 @@ def add_arguments(parser) -> None:
         "Mask R-CNN with the first config's topology, in fp32 (detectron2 must be installed)",
     )
     parser.add_argument(
-        "--size", type=int, nargs="+", default=[320], metavar="S", help="input size: S for S x S, or H W (320)"
+        "--size", type=at_least(1), nargs="+", default=[320], metavar="S", help="input size: S for S x S, or H W (320)"
     )
-    parser.add_argument("--batch", type=int, default=2, metavar="B", help="images per step (2)")
-    parser.add_argument("--iters", type=int, default=5, metavar="N", help="measured steps per variant (5)")
-    parser.add_argument("--warmup", type=int, default=2, metavar="W", help="unmeasured steps first (2)")
+    parser.add_argument("--batch", type=at_least(1), default=2, metavar="B", help="images per step (2)")
+    parser.add_argument("--iters", type=at_least(1), default=5, metavar="N", help="measured steps per variant (5)")
+    parser.add_argument("--warmup", type=at_least(0), default=2, metavar="W", help="unmeasured steps first (2)")
     parser.add_argument(
         "--precision", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"], metavar="P",
         help="fp32, bf16 or fp16 (CUDA only): autocast the configs' forward passes; several are measured "

@@ -3,16 +3,17 @@ and detections (boxes and masks), interleaved, and check that every AP agrees. E
 differs."""
 from ..benchmark.evaluator import benchmark_evaluator
 from ..utils.file_io import atomic_write_json
+from .common import at_least
 
 HELP = "the evaluator's speed with faster-coco-eval vs pycocotools, and that their APs agree"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--images", type=int, default=500, metavar="N", help="images of detections (500)")
+    parser.add_argument("--images", type=at_least(1), default=500, metavar="N", help="images of detections (500)")
     parser.add_argument(
-        "--categories", type=int, default=80, metavar="K", help="categories, each object's drawn at random (80, as COCO)"
+        "--categories", type=at_least(1), default=80, metavar="K", help="categories, each object's drawn at random (80, as COCO)"
     )
-    parser.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per backend (3)")
+    parser.add_argument("--repeats", type=at_least(1), default=3, metavar="R", help="timed runs per backend (3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (0)")
     parser.add_argument("--json", metavar="OUT", help="also write the figures and every metric to this JSON file")
 

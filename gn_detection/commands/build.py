@@ -7,7 +7,7 @@ import torch
 
 from ..layers import is_norm
 from ..modeling import build_model
-from .common import add_config_arguments, input_size_opts, setup_cfg
+from .common import add_config_arguments, at_least, input_size_opts, setup_cfg
 
 HELP = "build a config's model and run one forward pass on a synthetic image"
 
@@ -16,7 +16,7 @@ logger = logging.getLogger("gn_detection")
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "--image-size", type=int, default=0, metavar="S",
+        "--image-size", type=at_least(1), metavar="S",
         help="run on an SxS image, with the INPUT sizes set to S (default: INPUT.MIN_SIZE_TEST, unchanged)",
     )
     add_config_arguments(parser)

@@ -6,7 +6,7 @@ import os
 from ..studies.norms import compare_norms, format_table, plot_comparison
 from ..utils.errors import UserError
 from ..utils.logger import setup_logging
-from .common import setup_cfg
+from .common import at_least, setup_cfg
 
 HELP = "train GN / BN* / BN twins at several batch sizes and tabulate AP and FROC"
 
@@ -14,7 +14,7 @@ HELP = "train GN / BN* / BN twins at several batch sizes and tabulate AP and FRO
 def add_arguments(parser) -> None:
     parser.add_argument("--configs", nargs="+", required=True, metavar="LABEL=CFG", help="configs to compare")
     parser.add_argument(
-        "--batches", nargs="+", type=int, default=[1, 2], metavar="B", help="global batch sizes (1 2)"
+        "--batches", nargs="+", type=at_least(1), default=[1, 2], metavar="B", help="global batch sizes (1 2)"
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the runs, table and plot")
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="overrides applied to every config")

@@ -3,13 +3,13 @@ test mapper: INPUT.FORMAT's channels, INPUT.DICOM's window)."""
 from ..data.build import load_datasets
 from ..data.mapper import DatasetMapper
 from ..datasets.statistics import pixel_statistics
-from .common import add_config_arguments, setup_cfg
+from .common import add_config_arguments, at_least, setup_cfg
 
 HELP = "compute MODEL.PIXEL_MEAN / PIXEL_STD from DATASETS.TRAIN"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--max-images", type=int, default=0, metavar="N", help="use the first N images (0: all)")
+    parser.add_argument("--max-images", type=at_least(0), default=0, metavar="N", help="use the first N images (0: all)")
     add_config_arguments(parser)
 
 

@@ -2,8 +2,11 @@
 map per image) or a CSV of boxes, check it, and print a report. Instance masks are named
 <image stem>__<class>__<k>.png; label maps <image stem>.png with pixel value v = class v
 (1-based); the CSV has the header image,x1,y1,x2,y2,label (pixels)."""
+import os
+
 from ..datasets.prepare import prepare_from_csv, prepare_from_masks
 from ..utils.errors import UserError
+from ..utils.file_io import check_writable_folder
 
 HELP = "build and check COCO JSON from images + masks, or a CSV of boxes"
 
@@ -22,6 +25,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if bool(args.masks) == bool(args.csv):
         raise UserError("prepare takes either --masks DIR or --csv FILE")
+    check_writable_folder(os.path.dirname(os.path.abspath(args.output)), "--output's folder")
     if args.masks:
         if not args.classes:
             raise UserError("--masks needs --classes NAME [NAME ...] (label value or mask-name class order)")

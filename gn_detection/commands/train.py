@@ -8,6 +8,7 @@ from ..engine.launch import launch
 from ..modeling import build_model
 from ..utils import comm
 from ..utils.errors import UserError
+from ..utils.file_io import check_writable_folder
 from ..utils.logger import setup_logging
 from .common import add_config_arguments, register_datasets, setup_cfg
 
@@ -34,6 +35,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     cfg = setup_cfg(args.config_file, args.opts)
+    if args.eval_only and not cfg.DATASETS.TEST:
+        raise UserError("--eval-only: DATASETS.TEST is empty; name the datasets to evaluate on")
+    check_writable_folder(cfg.OUTPUT_DIR, "OUTPUT_DIR")  # before the log file goes there
     launch(_main, args.num_gpus, args=(cfg, args.resume, args.eval_only))
     return 0
 

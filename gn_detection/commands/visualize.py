@@ -11,8 +11,9 @@ from ..data.image_io import to_rgb
 from ..data.mapper import DatasetMapper
 from ..engine.predictor import Predictor
 from ..utils.errors import UserError
+from ..utils.file_io import check_writable_folder
 from ..utils.visualizer import draw_instances, save_png
-from .common import add_config_arguments, setup_cfg
+from .common import add_config_arguments, at_least, probability, setup_cfg
 
 HELP = "draw detections (or a dataset's ground truth) as PNGs"
 
@@ -25,10 +26,10 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--input", nargs="+", metavar="IMG", help="image files")
     parser.add_argument("--dataset", metavar="NAME", help="a registered dataset's images instead of --input")
-    parser.add_argument("--num-images", type=int, default=10, metavar="N", help="with --dataset: its first N images")
+    parser.add_argument("--num-images", type=at_least(1), default=10, metavar="N", help="with --dataset: its first N images")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the PNGs")
     parser.add_argument(
-        "--confidence-threshold", type=float, default=0.5, metavar="T", help="draw detections scoring at least T"
+        "--confidence-threshold", type=probability, default=0.5, metavar="T", help="draw detections scoring at least T"
     )
     add_config_arguments(parser)
 
@@ -39,6 +40,7 @@ def run(args) -> int:
         raise UserError("visualize takes either --input IMG... or --dataset NAME")
     if args.input and not args.weights:
         raise UserError("--input needs --weights: which model's detections to draw")
+    check_writable_folder(args.output, "--output")
     if args.dataset:
         dataset = load_datasets([args.dataset], filter_empty=False, key="--dataset")
         records, class_names = dataset.records[: args.num_images], dataset.thing_classes
