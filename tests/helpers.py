@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -90,3 +92,30 @@ def pycocotools_ap(json_file, detections_file, iou_type: str) -> float:
         evaluation.accumulate()
         evaluation.summarize()
     return float(evaluation.stats[0]) * 100
+
+
+def write_dicom(path, pixels: np.ndarray, *, bits_stored: int = None, photometric: str = "MONOCHROME2",
+           **elements) -> str:
+    """Write ``pixels`` ((H, W) or (frames, H, W), uint8/uint16/int16) as an uncompressed DICOM file."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = int(pixels.dtype.kind == "i")
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return str(path)

@@ -325,3 +325,25 @@ def test_atomic_save_failure_keeps_the_old_file(tmp_path):
         atomic_save({"w": torch.ones(3), "unpicklable": lambda: None}, path)
     torch.testing.assert_close(load_torch_file(path)["w"], torch.zeros(3), rtol=0, atol=0)
     assert os.listdir(tmp_path) == ["model_final.pth"]
+
+
+def test_a_checkpoint_that_cannot_be_written_says_why_and_keeps_the_last(tmp_path, monkeypatch):
+    import errno
+
+    from gn_detection.checkpoint import Checkpointer
+    from gn_detection.utils.errors import UserError
+
+    checkpointer = Checkpointer(str(tmp_path), model=torch.nn.Linear(2, 2))
+    checkpointer.save("model_0000001", iteration=1)
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(UserError) as error:
+        checkpointer.save("model_0000002", iteration=2)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path}/model_0000002.pth: cannot write the checkpoint (No space left on device)")
+    assert f"last_checkpoint still names {tmp_path}/model_0000001.pth" in message
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]

@@ -353,3 +353,30 @@ def test_ill_typed_image_size(tmp_path):
     json_file = _write(tmp_path, [_image(8, height=0)], [], name="size.json")
     with pytest.raises(ValueError, match=r"size\.json.*image id=8.*height must be a positive integer, got 0"):
         load_coco_json(json_file, "")
+
+
+def test_compressed_rle_runs_are_pycocotools_runs():
+    from gn_detection.data.coco import _compressed_runs
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        height, width = rng.integers(1, 40, size=2)
+        mask = (rng.random((height, width)) < rng.random()).astype(np.uint8)
+        counts = mask_util.encode(np.asfortranarray(mask))["counts"].decode()
+        uncompressed = mask_util.frPyObjects(
+            {"size": [int(height), int(width)], "counts": _runs_of(mask.flatten(order="F"))}, height, width
+        )
+        assert uncompressed["counts"].decode() == counts  # the reference encodes these runs so
+        assert _compressed_runs(counts) == _runs_of(mask.flatten(order="F"))
+    assert _compressed_runs("P") is None  # stops inside a number
+    assert _compressed_runs("a b") is None  # a space is below the alphabet
+
+
+def _runs_of(flat):
+    runs, value, length = [], 0, 0
+    for pixel in flat:
+        if pixel != value:
+            runs.append(length)
+            value, length = pixel, 0
+        length += 1
+    return runs + [length]

@@ -6,20 +6,13 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import (
-    JPEG2000,
-    ExplicitVRLittleEndian,
-    JPEGLossless,
-    JPEGLSLossless,
-    MPEG2MPML,
-    SecondaryCaptureImageStorage,
-    generate_uid,
-)
+from pydicom.uid import JPEG2000, MPEG2MPML, JPEGLossless, JPEGLSLossless
 
 from gn_detection.data.dicom import WINDOW_MODES, DicomWindow, is_dicom, read_dicom
+from tests.helpers import write_dicom
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -30,33 +23,6 @@ def _testdata(name: str) -> str:
     if path is None:
         pytest.skip(f"pydicom test file {name} is not installed")
     return path
-
-
-def _write(path, pixels: np.ndarray, *, bits_stored: int = None, photometric: str = "MONOCHROME2",
-           **elements) -> str:
-    """Write ``pixels`` ((H, W) or (frames, H, W), uint8/uint16/int16) as an uncompressed DICOM file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    if pixels.ndim == 3:
-        ds.NumberOfFrames = pixels.shape[0]
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = pixels.dtype.itemsize * 8
-    ds.BitsStored = bits_stored or ds.BitsAllocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = int(pixels.dtype.kind == "i")
-    for keyword, value in elements.items():
-        setattr(ds, keyword, value)
-    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return str(path)
 
 
 def _dicom_linear(x: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -160,7 +126,7 @@ def test_missing_codec_names_the_package():
 def test_undecodable_compressed_data_names_syntax_and_package(tmp_path, syntax, package):
     # a compressed transfer syntax with junk fragments: either no decoder is installed or the
     # installed one fails; both must name the syntax and a package that decodes it
-    path = _write(tmp_path / "junk.dcm", _ramp())
+    path = write_dicom(tmp_path / "junk.dcm", _ramp())
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = syntax
     ds.PixelData = encapsulate([b"\xff\xd8 not an image \xff\xd9" * 4])
@@ -172,7 +138,7 @@ def test_undecodable_compressed_data_names_syntax_and_package(tmp_path, syntax, 
 
 @pytest.mark.parametrize("syntax", [MPEG2MPML, "1.2.3.4.5"])
 def test_syntax_pydicom_cannot_decode_says_convert(tmp_path, syntax):
-    path = _write(tmp_path / "video.dcm", _ramp())
+    path = write_dicom(tmp_path / "video.dcm", _ramp())
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = syntax
     ds.PixelData = encapsulate([b"\0" * 16])
@@ -186,7 +152,7 @@ def test_syntax_pydicom_cannot_decode_says_convert(tmp_path, syntax):
 
 
 def test_is_dicom(tmp_path):
-    assert is_dicom(_write(tmp_path / "a.dcm", _ramp()))
+    assert is_dicom(write_dicom(tmp_path / "a.dcm", _ramp()))
     (tmp_path / "a.txt").write_text("x" * 200)
     assert not is_dicom(str(tmp_path / "a.txt"))
     (tmp_path / "short").write_bytes(b"\0" * 130)
@@ -197,7 +163,7 @@ def test_is_dicom(tmp_path):
 def test_rescale_and_fixed_window_exact_values(tmp_path):
     # HU = 2 p - 1024; the window center 0.5, width 511 maps HU x to x / 2 + 127.5 in (-255, 255]
     pixels = np.array([[0, 384, 385, 400], [512, 600, 639, 1000]], dtype=np.uint16)
-    path = _write(tmp_path / "r.dcm", pixels, RescaleSlope=2, RescaleIntercept=-1024)
+    path = write_dicom(tmp_path / "r.dcm", pixels, RescaleSlope=2, RescaleIntercept=-1024)
     out = read_dicom(path, DicomWindow("fixed", center=0.5, width=511))
     expected = np.array([[0.0, 0.0, 0.5, 15.5], [127.5, 215.5, 254.5, 255.0]])
     np.testing.assert_allclose(out, expected, atol=1e-4)
@@ -207,8 +173,8 @@ def test_rescale_and_fixed_window_exact_values(tmp_path):
 def test_monochrome1_is_inverted_after_windowing(tmp_path):
     pixels = _ramp(seed=1)
     window = DicomWindow("fixed", center=2000, width=3000)
-    mono2 = read_dicom(_write(tmp_path / "m2.dcm", pixels), window)
-    mono1 = read_dicom(_write(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"), window)
+    mono2 = read_dicom(write_dicom(tmp_path / "m2.dcm", pixels), window)
+    mono1 = read_dicom(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"), window)
     np.testing.assert_allclose(mono2, _dicom_linear(pixels, 2000, 3000), atol=1e-3)
     np.testing.assert_allclose(mono1, 255 - _dicom_linear(pixels, 2000, 3000), atol=1e-3)
     # the brightest stored value is black on screen
@@ -217,14 +183,14 @@ def test_monochrome1_is_inverted_after_windowing(tmp_path):
 
 def test_percentile_mode(tmp_path):
     pixels = _ramp(20, 30, seed=2)
-    out = read_dicom(_write(tmp_path / "p.dcm", pixels), DicomWindow("percentile", percentiles=(5, 95)))
+    out = read_dicom(write_dicom(tmp_path / "p.dcm", pixels), DicomWindow("percentile", percentiles=(5, 95)))
     np.testing.assert_allclose(out, _percentile_scale(pixels.astype(np.float64), 5, 95), atol=1e-3)
     assert out.min() == 0 and out.max() == 255
 
 
 def test_file_mode_without_window_uses_percentiles(tmp_path):
     pixels = _ramp(20, 30, seed=3)
-    path = _write(tmp_path / "f.dcm", pixels)
+    path = write_dicom(tmp_path / "f.dcm", pixels)
     np.testing.assert_allclose(read_dicom(path), _percentile_scale(pixels.astype(np.float64), 0.5, 99.5), atol=1e-3)
     custom = read_dicom(path, DicomWindow("file", percentiles=(10, 90)))
     np.testing.assert_allclose(custom, _percentile_scale(pixels.astype(np.float64), 10, 90), atol=1e-3)
@@ -232,22 +198,22 @@ def test_file_mode_without_window_uses_percentiles(tmp_path):
 
 def test_none_mode_is_min_max(tmp_path):
     pixels = np.array([[100, 200], [300, 500]], dtype=np.uint16)
-    out = read_dicom(_write(tmp_path / "n.dcm", pixels), DicomWindow("none"))
+    out = read_dicom(write_dicom(tmp_path / "n.dcm", pixels), DicomWindow("none"))
     np.testing.assert_allclose(out, [[0, 63.75], [127.5, 255]], atol=1e-4)
 
 
 def test_file_window_functions(tmp_path):
     pixels = _ramp(seed=4)
-    linear = _write(tmp_path / "lin.dcm", pixels, WindowCenter=[1500, 3000], WindowWidth=[2000, 100])
+    linear = write_dicom(tmp_path / "lin.dcm", pixels, WindowCenter=[1500, 3000], WindowWidth=[2000, 100])
     np.testing.assert_allclose(read_dicom(linear), _dicom_linear(pixels, 1500, 2000), atol=1e-3)
     # 0 is so far below the center that exp(-4 (x - c) / w) overflows
     steep = np.array([[0, 3990, 3999], [4000, 4010, 4095]], dtype=np.uint16)
-    sigmoid = _write(tmp_path / "sig.dcm", steep, WindowCenter=4000, WindowWidth=20, VOILUTFunction="SIGMOID")
+    sigmoid = write_dicom(tmp_path / "sig.dcm", steep, WindowCenter=4000, WindowWidth=20, VOILUTFunction="SIGMOID")
     expected = 255 / (1 + np.exp(-4 * (steep - 4000.0).clip(-500, 500) / 20))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exp overflowing far below the center must not warn
         np.testing.assert_allclose(read_dicom(sigmoid), expected, atol=1e-3)
-    exact = _write(tmp_path / "exact.dcm", pixels, WindowCenter=1500, WindowWidth=2000, VOILUTFunction="LINEAR_EXACT")
+    exact = write_dicom(tmp_path / "exact.dcm", pixels, WindowCenter=1500, WindowWidth=2000, VOILUTFunction="LINEAR_EXACT")
     np.testing.assert_allclose(read_dicom(exact), np.clip((pixels - 500.0) / 2000, 0, 1) * 255, atol=1e-3)
 
 
@@ -257,18 +223,18 @@ def test_voi_lut_sequence_wins_over_window(tmp_path):
     item.LUTDescriptor = [256, 0, 8]
     item.add_new("LUTData", "US", lut.tolist())  # LUTData's VR is ambiguous (US or OW)
     pixels = np.array([[0, 10, 100], [255, 256, 4000]], dtype=np.uint16)
-    path = _write(tmp_path / "lut.dcm", pixels, VOILUTSequence=[item], WindowCenter=100, WindowWidth=50)
+    path = write_dicom(tmp_path / "lut.dcm", pixels, VOILUTSequence=[item], WindowCenter=100, WindowWidth=50)
     np.testing.assert_allclose(read_dicom(path), lut[np.clip(pixels, 0, 255)], atol=1e-4)
 
     item.LUTDescriptor = [256, 0, 9]  # 9 bits per entry: not allowed by PS3.3 C.11.2.1.1
-    bad = _write(tmp_path / "bad_lut.dcm", pixels, VOILUTSequence=[item])
+    bad = write_dicom(tmp_path / "bad_lut.dcm", pixels, VOILUTSequence=[item])
     with pytest.raises(ValueError, match=r"bad_lut\.dcm.*VOI LUT"):
         read_dicom(bad)
 
 
 def test_multi_frame_picks_the_frame(tmp_path):
     frames = np.stack([_ramp(seed=s) for s in range(3)])
-    path = _write(tmp_path / "mf.dcm", frames)
+    path = write_dicom(tmp_path / "mf.dcm", frames)
     window = DicomWindow("fixed", center=2048, width=4096)
     second = read_dicom(path, window, frame=1)
     assert second.shape == (6, 7)
@@ -281,12 +247,12 @@ def test_multi_frame_picks_the_frame(tmp_path):
 
 def test_single_frame_rejects_other_frames(tmp_path):
     with pytest.raises(ValueError, match=r"one\.dcm.*frame 1.*1 frame"):
-        read_dicom(_write(tmp_path / "one.dcm", _ramp()), frame=1)
+        read_dicom(write_dicom(tmp_path / "one.dcm", _ramp()), frame=1)
 
 
 def test_eight_bit(tmp_path):
     pixels = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
-    out = read_dicom(_write(tmp_path / "u8.dcm", pixels), DicomWindow("fixed", center=128, width=256))
+    out = read_dicom(write_dicom(tmp_path / "u8.dcm", pixels), DicomWindow("fixed", center=128, width=256))
     np.testing.assert_allclose(out, _dicom_linear(pixels, 128, 256), atol=1e-3)
 
 
@@ -295,19 +261,19 @@ def test_twelve_bit_ignores_unused_high_bits(tmp_path):
     # old modalities keep overlays in the 4 unused bits: they are not pixel values
     noisy = pixels | np.uint16(0xA000)
     window = DicomWindow("fixed", center=2048, width=4096)
-    out = read_dicom(_write(tmp_path / "u12.dcm", noisy, bits_stored=12), window)
+    out = read_dicom(write_dicom(tmp_path / "u12.dcm", noisy, bits_stored=12), window)
     np.testing.assert_allclose(out, _dicom_linear(pixels, 2048, 4096), atol=1e-3)
 
 
 def test_signed_data(tmp_path):
     pixels = np.array([[-1000, -200, 0], [5, 300, 1000]], dtype=np.int16)
     window = DicomWindow("fixed", center=0.5, width=511)
-    out16 = read_dicom(_write(tmp_path / "s16.dcm", pixels), window)
+    out16 = read_dicom(write_dicom(tmp_path / "s16.dcm", pixels), window)
     np.testing.assert_allclose(out16, [[0, 27.5, 127.5], [130, 255, 255]], atol=1e-4)
     # 12-bit two's complement in 16 bits without sign extension: -200 is stored as 0x0F38
     stored = (pixels.astype(np.int32) & 0x0FFF).astype(np.uint16).view(np.int16)
     assert stored[0, 1] == 0x0F38
-    out12 = read_dicom(_write(tmp_path / "s12.dcm", stored, bits_stored=12), window)
+    out12 = read_dicom(write_dicom(tmp_path / "s12.dcm", stored, bits_stored=12), window)
     np.testing.assert_allclose(out12, out16, atol=1e-4)
 
 
@@ -315,7 +281,7 @@ def test_signed_data(tmp_path):
 
 
 def test_no_pixel_data(tmp_path):
-    path = _write(tmp_path / "nopix.dcm", _ramp())
+    path = write_dicom(tmp_path / "nopix.dcm", _ramp())
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
@@ -324,7 +290,7 @@ def test_no_pixel_data(tmp_path):
 
 
 def test_truncated_file(tmp_path):
-    whole = open(_write(tmp_path / "whole.dcm", _ramp(60, 60)), "rb").read()
+    whole = open(write_dicom(tmp_path / "whole.dcm", _ramp(60, 60)), "rb").read()
     (tmp_path / "half.dcm").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ValueError, match=r"half\.dcm.*truncated"):
         read_dicom(str(tmp_path / "half.dcm"))
@@ -371,7 +337,7 @@ def test_not_dicom(tmp_path):
 
 
 def test_fixed_window_needs_center_and_width(tmp_path):
-    path = _write(tmp_path / "fx.dcm", _ramp())
+    path = write_dicom(tmp_path / "fx.dcm", _ramp())
     with pytest.raises(ValueError, match=r"fx\.dcm.*center and width"):
         read_dicom(path, DicomWindow("fixed", center=10))
 

@@ -55,7 +55,7 @@ def train_cfg(tiny_dataset, output_dir, **overrides):
 def losses_by_iteration(output_dir):
     with open(os.path.join(output_dir, "metrics.json")) as f:
         rows = [json.loads(line) for line in f]
-    return {row["iteration"]: row["total_loss"] for row in rows}  # a rerun iteration: the last
+    return {row["iteration"]: row["total_loss"] for row in rows}
 
 
 def final_weights(output_dir):
@@ -82,11 +82,18 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_dataset, tmp_path, monke
     with pytest.raises(Interrupt):
         run_training(train_cfg(tiny_dataset, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "last_checkpoint").read_text() == "model_0000003.pth"
+    # what a SIGKILL during a save leaves behind (atomic_write's temporary name)
+    stale = tmp_path / "resumed" / ".model_0000006.pth.k3j2x9.tmp"
+    stale.write_bytes(b"half a checkpoint")
     monkeypatch.setattr(SimpleTrainer, "run_step", original_step)
     run_training(train_cfg(tiny_dataset, tmp_path / "resumed"), resume=True)
+    assert not stale.exists()
 
+    # each iteration once, in order: what the killed run logged after its checkpoint was dropped
+    for run in ("straight", "resumed"):
+        lines = (tmp_path / run / "metrics.json").read_text().splitlines()
+        assert [json.loads(line)["iteration"] for line in lines] == list(range(6))
     straight, resumed = losses_by_iteration(tmp_path / "straight"), losses_by_iteration(tmp_path / "resumed")
-    assert sorted(straight) == list(range(6))
     for iteration in range(6):
         assert resumed[iteration] == pytest.approx(straight[iteration], rel=1e-5, abs=1e-6)
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
@@ -138,7 +145,9 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_data
     with pytest.raises(FloatingPointError) as error:
         run_training(train_cfg(tiny_dataset, tmp_path, **{"SOLVER.LOG_PERIOD": log_period}))
     message = str(error.value)
-    assert "iteration 4" in message and "loss_mask=nan" in message and "loss_cls=" in message
+    # the fifth step, counted as the progress line counts it ("iter 5/6")
+    assert "iteration 5/6: non-finite loss" in message and "loss_mask=nan" in message and "loss_cls=" in message
+    assert "may be diverging" in message
     assert "model_0000003.pth" in message
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
     assert not (tmp_path / "model_final.pth").exists()
