@@ -17,6 +17,7 @@ from .io import atomic_save, load_weights_file
 from .rename import ConversionReport, Format, InputConvention, TensorFix, convert
 
 __all__ = [
+    "convert_weights",
     "WEIGHT_URL_PREFIXES",
     "resolve_weights_path",
     "read_checkpoint",
@@ -102,7 +103,7 @@ def read_checkpoint(path: str, format: str = "auto") -> Tuple[Dict[str, object],
     convention = fmt.input
     if fmt.name == "detectron" and any(k.endswith("_bn_s") for k in tensors):
         convention = MSRA_BN_INPUT
-    if fmt is GN_DETECTION and isinstance(obj, Mapping) and "input" in obj:
+    if isinstance(obj, Mapping) and isinstance(obj.get("input"), Mapping):  # written by convert
         convention = InputConvention(**obj["input"])
     if fmt.name == "detectron2" and "pixel_mean" in tensors and "pixel_std" in tensors:
         convention = InputConvention(
@@ -166,6 +167,15 @@ def _fold_to_gray(
             "the folded stem matches the colour model on gray images up to a constant offset per filter"
         )
     return [fold], InputConvention("L", (gray_mean,), (gray_std,))
+
+
+def convert_weights(
+    path: str, *, input: Optional[InputConvention] = None, format: str = "auto"
+) -> Tuple[Dict[str, torch.Tensor], ConversionReport, Optional[InputConvention]]:
+    """The weights at ``path`` (file, URL or short name) with gn_detection's names, without a
+    model to match them against: the tensors, the report and the input they now expect (the
+    stem adapted to ``input`` as ``load_weights`` adapts it)."""
+    return _convert_for(path, format, None, input)
 
 
 def _convert_for(
