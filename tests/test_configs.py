@@ -12,7 +12,7 @@ from gn_detection.modeling.backbone.resnet import STAGE_BLOCKS
 
 from tests.helpers import CONFIGS
 
-SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-"))
+SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith(("Base-", "plugin_")))  # plugin_: detectron2 configs
 GN_EVERYWHERE = sorted(CONFIGS.glob("COCO-GN/*_gn.yaml")) + [CONFIGS / "tiny" / "mask_rcnn_R_18_FPN_tiny_gn.yaml"]
 BN_STAR = sorted(CONFIGS.glob("COCO-GN/*_bnstar*.yaml"))
 
