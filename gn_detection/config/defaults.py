@@ -37,6 +37,8 @@ _C.MODEL.RESNETS = CN()
 _C.MODEL.RESNETS.DEPTH = 50
 _C.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.RESNETS.NORM = "FrozenBN"
+# The conv of every layer with a norm: "" plain, "WS" Weight Standardization (layers/conv.py).
+_C.MODEL.RESNETS.CONV = ""
 # True: stride in the first 1x1 conv (MSRA/Caffe2 weights); False: in the 3x3 (torchvision, GN).
 _C.MODEL.RESNETS.STRIDE_IN_1X1 = True
 _C.MODEL.RESNETS.NUM_GROUPS = 1  # ResNeXt cardinality of the 3x3 convs
@@ -49,6 +51,7 @@ _C.MODEL.FPN = CN()
 _C.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.FPN.OUT_CHANNELS = 256
 _C.MODEL.FPN.NORM = ""
+_C.MODEL.FPN.CONV = ""
 
 # Read by build_rpn.
 _C.MODEL.ANCHOR_GENERATOR = CN()
@@ -99,6 +102,7 @@ _C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256
 _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
 _C.MODEL.ROI_BOX_HEAD.NORM = ""
+_C.MODEL.ROI_BOX_HEAD.CONV = ""
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 # The box-delta loss is smooth L1 with this beta; 0 is L1 (detectron2), 1.0 Detectron's.
 _C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0
@@ -116,6 +120,7 @@ _C.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
 _C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
 _C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
 _C.MODEL.ROI_MASK_HEAD.NORM = ""
+_C.MODEL.ROI_MASK_HEAD.CONV = ""
 _C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
 _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 0
 _C.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"

@@ -97,7 +97,7 @@ def test_norm_from_cfg_binds_group_norm_settings():
 def test_norm_from_cfg_names_the_key_of_an_unknown_norm():
     cfg = get_cfg()
     cfg.MODEL.FPN.NORM = "GroupNormal"
-    with pytest.raises(UnknownNameError, match=r"MODEL\.FPN\.NORM='GroupNormal'.*BN, FrozenBN, GN, SyncBN"):
+    with pytest.raises(UnknownNameError, match=r"MODEL\.FPN\.NORM='GroupNormal'.*BN, EvoNormS0, FRN, FrozenBN, GN, SyncBN"):
         norm_from_cfg(cfg, "MODEL.FPN.NORM")
 
 

@@ -1,14 +1,14 @@
 """Feature Pyramid Network (Lin et al. 2017) whose lateral and output convs take a norm."""
 import math
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Type
 
 import torch
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_xavier_fill
 from torch import nn
 
-from ...layers import Conv2d, NormSpec, ShapeSpec, norm_from_cfg
+from ...layers import Conv2d, NormSpec, ShapeSpec, conv_from_cfg, norm_from_cfg
 from ...utils.errors import UserError
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -47,6 +47,7 @@ class FPN(Backbone):
         *,
         norm: NormSpec = "",
         top_block: Optional[nn.Module] = None,
+        conv: Type[Conv2d] = Conv2d,
     ):
         super().__init__()
         shapes = bottom_up.output_shape()
@@ -62,8 +63,8 @@ class FPN(Backbone):
         stages = [int(math.log2(shapes[f].stride)) for f in in_features]
         self.lateral_convs, self.output_convs = [], []
         for feature, stage in zip(in_features, stages):
-            lateral = Conv2d(shapes[feature].channels, out_channels, 1, norm=norm)
-            output = Conv2d(out_channels, out_channels, 3, norm=norm)
+            lateral = conv(shapes[feature].channels, out_channels, 1, norm=norm)
+            output = conv(out_channels, out_channels, 3, norm=norm)
             c2_xavier_fill(lateral)
             c2_xavier_fill(output)
             self.add_module(f"fpn_lateral{stage}", lateral)
@@ -107,4 +108,5 @@ def build_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
         cfg.MODEL.FPN.OUT_CHANNELS,
         norm=norm_from_cfg(cfg, "MODEL.FPN.NORM"),
         top_block=LastLevelMaxPool(),
+        conv=conv_from_cfg(cfg, "MODEL.FPN.CONV"),
     )

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
-from ...layers import CNNBlockBase, Conv2d, NormSpec, ShapeSpec, norm_from_cfg
+from ...layers import CNNBlockBase, Conv2d, NormSpec, ShapeSpec, conv_from_cfg, norm_from_cfg
 from ...utils.errors import UserError
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -28,9 +28,11 @@ def _init_convs(module: nn.Module) -> None:
 class BasicStem(CNNBlockBase):
     """7x7 stride-2 conv, norm, ReLU, then a 3x3 stride-2 max pool: stride 4."""
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 64, *, norm: NormSpec = "FrozenBN"):
+    def __init__(
+        self, in_channels: int = 3, out_channels: int = 64, *, norm: NormSpec = "FrozenBN", conv: Type[Conv2d] = Conv2d
+    ):
         super().__init__(in_channels, out_channels, stride=4)
-        self.conv1 = Conv2d(in_channels, out_channels, 7, stride=2, norm=norm, activation=F.relu)
+        self.conv1 = conv(in_channels, out_channels, 7, stride=2, norm=norm, activation=F.relu)
         _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,15 +42,23 @@ class BasicStem(CNNBlockBase):
 class BasicBlock(CNNBlockBase):
     """Two 3x3 convs with a residual connection (ResNet-18/34)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, norm: NormSpec = "FrozenBN"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        norm: NormSpec = "FrozenBN",
+        conv: Type[Conv2d] = Conv2d,
+    ):
         super().__init__(in_channels, out_channels, stride)
         self.shortcut = (
-            Conv2d(in_channels, out_channels, 1, stride=stride, norm=norm)
+            conv(in_channels, out_channels, 1, stride=stride, norm=norm)
             if in_channels != out_channels or stride != 1
             else None
         )
-        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, norm=norm, activation=F.relu)
-        self.conv2 = Conv2d(out_channels, out_channels, 3, norm=norm)
+        self.conv1 = conv(in_channels, out_channels, 3, stride=stride, norm=norm, activation=F.relu)
+        self.conv2 = conv(out_channels, out_channels, 3, norm=norm)
         _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,16 +84,17 @@ class BottleneckBlock(CNNBlockBase):
         num_groups: int = 1,
         norm: NormSpec = "FrozenBN",
         stride_in_1x1: bool = False,
+        conv: Type[Conv2d] = Conv2d,
     ):
         super().__init__(in_channels, out_channels, stride)
         self.shortcut = (
-            Conv2d(in_channels, out_channels, 1, stride=stride, norm=norm)
+            conv(in_channels, out_channels, 1, stride=stride, norm=norm)
             if in_channels != out_channels or stride != 1
             else None
         )
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride=stride_1x1, norm=norm, activation=F.relu)
-        self.conv2 = Conv2d(
+        self.conv1 = conv(in_channels, bottleneck_channels, 1, stride=stride_1x1, norm=norm, activation=F.relu)
+        self.conv2 = conv(
             bottleneck_channels,
             bottleneck_channels,
             3,
@@ -92,7 +103,7 @@ class BottleneckBlock(CNNBlockBase):
             norm=norm,
             activation=F.relu,
         )
-        self.conv3 = Conv2d(bottleneck_channels, out_channels, 1, norm=norm)
+        self.conv3 = conv(bottleneck_channels, out_channels, 1, norm=norm)
         _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,8 +204,8 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
             f"MODEL.RESNETS.RES2_OUT_CHANNELS={r.RES2_OUT_CHANNELS}: ResNet-{r.DEPTH}'s res2 is as wide as "
             f"its stem; set it to MODEL.RESNETS.STEM_OUT_CHANNELS ({r.STEM_OUT_CHANNELS}; 64 in the standard net)"
         )
-    norm = norm_from_cfg(cfg, "MODEL.RESNETS.NORM")
-    stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
+    norm, conv = norm_from_cfg(cfg, "MODEL.RESNETS.NORM"), conv_from_cfg(cfg, "MODEL.RESNETS.CONV")
+    stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm, conv=conv)
 
     names = [f"res{i + 2}" for i in range(4)]
     num_stages = max((names.index(f) + 1 for f in r.OUT_FEATURES if f in names), default=0)
@@ -216,6 +227,7 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
                 out_channels=out_channels,
                 stride=1 if index == 0 else 2,
                 norm=norm,
+                conv=conv,
                 **extra,
             )
         )

@@ -1,11 +1,11 @@
-from typing import Sequence
+from typing import Sequence, Type
 
 import torch
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_msra_fill, c2_xavier_fill
 from torch import nn
 
-from ...layers import Conv2d, NormSpec, ShapeSpec, norm_from_cfg
+from ...layers import Conv2d, NormSpec, ShapeSpec, conv_from_cfg, norm_from_cfg
 from .build import BOX_HEAD_REGISTRY
 
 __all__ = ["FastRCNNConvFCHead"]
@@ -22,17 +22,26 @@ class FastRCNNConvFCHead(nn.Module):
         conv_dims: output channels of each conv (MODEL.ROI_BOX_HEAD: NUM_CONV x CONV_DIM).
         fc_dims: output size of each fc (NUM_FC x FC_DIM).
         norm: norm after each conv (ROI_BOX_HEAD.NORM).
+        conv: the conv class (ROI_BOX_HEAD.CONV: plain or Weight Standardization).
     """
 
-    def __init__(self, input_shape: ShapeSpec, *, conv_dims: Sequence[int], fc_dims: Sequence[int], norm: NormSpec = ""):
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        conv_dims: Sequence[int],
+        fc_dims: Sequence[int],
+        norm: NormSpec = "",
+        conv: Type[Conv2d] = Conv2d,
+    ):
         super().__init__()
         channels = input_shape.channels
         self.convs = []
         for k, dim in enumerate(conv_dims, start=1):
-            conv = Conv2d(channels, dim, 3, norm=norm, activation=F.relu)
-            c2_msra_fill(conv)
-            self.add_module(f"conv{k}", conv)
-            self.convs.append(conv)
+            layer = conv(channels, dim, 3, norm=norm, activation=F.relu)
+            c2_msra_fill(layer)
+            self.add_module(f"conv{k}", layer)
+            self.convs.append(layer)
             channels = dim
         size = channels * input_shape.height * input_shape.width
         self.fcs = []
@@ -52,6 +61,7 @@ class FastRCNNConvFCHead(nn.Module):
             conv_dims=[h.CONV_DIM] * h.NUM_CONV,
             fc_dims=[h.FC_DIM] * h.NUM_FC,
             norm=norm_from_cfg(cfg, "MODEL.ROI_BOX_HEAD.NORM"),
+            conv=conv_from_cfg(cfg, "MODEL.ROI_BOX_HEAD.CONV"),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

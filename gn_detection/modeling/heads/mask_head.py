@@ -1,11 +1,11 @@
-from typing import Sequence
+from typing import Sequence, Type
 
 import torch
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
-from ...layers import Conv2d, NormSpec, ShapeSpec, norm_from_cfg
+from ...layers import Conv2d, NormSpec, ShapeSpec, conv_from_cfg, norm_from_cfg
 from .build import MASK_HEAD_REGISTRY
 
 __all__ = ["MaskRCNNConvUpsampleHead"]
@@ -23,17 +23,20 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         conv_dims: output channels of each conv (MODEL.ROI_MASK_HEAD: NUM_CONV x CONV_DIM);
             the deconv keeps the last of them.
         norm: norm after each conv (ROI_MASK_HEAD.NORM).
+        conv: the conv class (ROI_MASK_HEAD.CONV: plain or Weight Standardization).
     """
 
-    def __init__(self, input_shape: ShapeSpec, *, conv_dims: Sequence[int], norm: NormSpec = ""):
+    def __init__(
+        self, input_shape: ShapeSpec, *, conv_dims: Sequence[int], norm: NormSpec = "", conv: Type[Conv2d] = Conv2d
+    ):
         super().__init__()
         channels = input_shape.channels
         self.convs = []
         for k, dim in enumerate(conv_dims, start=1):
-            conv = Conv2d(channels, dim, 3, norm=norm, activation=F.relu)
-            c2_msra_fill(conv)
-            self.add_module(f"mask_fcn{k}", conv)
-            self.convs.append(conv)
+            layer = conv(channels, dim, 3, norm=norm, activation=F.relu)
+            c2_msra_fill(layer)
+            self.add_module(f"mask_fcn{k}", layer)
+            self.convs.append(layer)
             channels = dim
         self.deconv = nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
         c2_msra_fill(self.deconv)
@@ -46,6 +49,7 @@ class MaskRCNNConvUpsampleHead(nn.Module):
             input_shape=input_shape,
             conv_dims=[h.CONV_DIM] * h.NUM_CONV,
             norm=norm_from_cfg(cfg, "MODEL.ROI_MASK_HEAD.NORM"),
+            conv=conv_from_cfg(cfg, "MODEL.ROI_MASK_HEAD.CONV"),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
