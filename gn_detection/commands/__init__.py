@@ -1,7 +1,7 @@
 """The ``gn-detect`` subcommands, beside the library: one module each, holding its ``HELP``,
 its arguments (``add_arguments``) and its handler (``run``). Nothing in the core imports this
 package."""
-from . import benchmark, benchmark_eval, build, compare_norms, convert, pixel_stats, prepare, train, visualize
+from . import benchmark, benchmark_eval, build, compare_norms, convert, pixel_stats, prepare, study, train, visualize
 
 __all__ = ["COMMANDS"]
 
@@ -14,6 +14,7 @@ COMMANDS = {
     "prepare": prepare,
     "pixel-stats": pixel_stats,
     "compare-norms": compare_norms,
+    "study": study,
     "benchmark": benchmark,
     "benchmark-eval": benchmark_eval,
 }
