@@ -72,6 +72,8 @@ def _detect_format(obj, path: str) -> Tuple[Format, Mapping]:
         raise UserError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
     if "blobs" in obj and isinstance(obj["blobs"], Mapping):  # Detectron's pickles
         return FORMATS["detectron"], obj["blobs"]
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):  # mmcv's and many trainers' files
+        obj = obj["state_dict"]
     if "model" in obj and isinstance(obj["model"], Mapping):
         if obj.get("format") == GN_DETECTION.name:
             return GN_DETECTION, obj["model"]

@@ -1,13 +1,14 @@
-"""Convert pretrained weights (Detectron .pkl, detectron2 .pkl/.pth, torchvision or timm ResNets)
-to this package's format, and print where every tensor went; or, with --to detectron2, write
-any of them (a model trained here among them) as a detectron2 checkpoint. With --config-file the tensors are
+"""Convert pretrained weights (Detectron .pkl, detectron2 .pkl/.pth, torchvision, timm or
+mmdetection ResNets) to this package's format, and print where every tensor went; or, with
+--to detectron2, write any of them (a model trained here among them) as a detectron2
+checkpoint. With --config-file the tensors are
 matched against that config's model: the report then lists missing model tensors and shape
 mismatches too, and the stem is adapted to INPUT.FORMAT."""
 from ..checkpoint import InputConvention, convert_checkpoint_file, export_to_detectron2_file
 from ..modeling import build_model
 from .common import setup_cfg
 
-HELP = "convert Detectron/detectron2/torchvision/timm weights and report where each tensor went"
+HELP = "convert Detectron/detectron2/torchvision/timm/mmdetection weights and report where each tensor went"
 
 
 def add_arguments(parser) -> None:
@@ -15,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("destination", metavar="DST", help="where to write the converted checkpoint (.pth)")
     parser.add_argument(
         "--format", default="auto",
-        help="source format: auto (from the content), detectron, detectron2, torchvision, timm, gn_detection",
+        help="source format: auto (from the content), detectron, detectron2, torchvision, mmdet, timm, gn_detection",
     )
     parser.add_argument(
         "--to", choices=["gn_detection", "detectron2"], default="gn_detection",

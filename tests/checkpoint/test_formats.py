@@ -9,7 +9,8 @@ import torch
 import torchvision
 
 from gn_detection import build_model, get_cfg
-from gn_detection.checkpoint import InputConvention, convert_checkpoint_file, load_weights
+from gn_detection.checkpoint import InputConvention, convert_checkpoint_file, convert_weights, load_weights
+from gn_detection.checkpoint.weights import read_checkpoint
 from tests.helpers import CONFIGS, TINY_CONFIG, make_sample
 
 
@@ -304,3 +305,34 @@ def test_a_colour_stem_folds_into_a_gray_one_that_sees_gray_images_as_the_colour
         folded = gray.backbone(gray.transform.normalize(image)[None])
     for level in expected:
         torch.testing.assert_close(folded[level], expected[level], rtol=1e-4, atol=1e-4)
+
+
+def _to_mmdet(name: str) -> str:
+    """gn_detection backbone name -> mmdetection's GN ResNet name (as in open-mmlab://jhu/resnet50_gn_ws)."""
+    name = name.replace("backbone.bottom_up.stem.conv1.norm.", "gn1.").replace("backbone.bottom_up.stem.", "")
+    name = re.sub(r"backbone\.bottom_up\.res(\d)\.", lambda m: f"layer{int(m.group(1)) - 1}.", name)
+    name = name.replace(".shortcut.norm.", ".downsample.1.").replace(".shortcut.", ".downsample.0.")
+    return re.sub(r"\.conv(\d)\.norm\.", r".gn\1.", name)
+
+
+def test_mmdetection_gn_ws_weights_load_into_the_ws_config(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIGS / "COCO-GN" / "mask_rcnn_R_50_FPN_2x_gn_ws.yaml"))
+    cfg.MODEL.DEVICE = "meta"  # names and shapes are all this needs
+    with torch.device("meta"):
+        model = build_model(cfg)
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=g) for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")}
+    mmdet = {_to_mmdet(k): v for k, v in state.items()}
+    assert {"conv1.weight", "gn1.weight", "layer1.0.gn3.bias", "layer4.2.conv3.weight", "layer3.0.downsample.1.weight"} <= set(mmdet)
+    mmdet.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
+    path = tmp_path / "resnet50_gn_ws-15beedd8.pth"
+    torch.save({"state_dict": mmdet, "meta": {}}, path)
+
+    tensors, fmt, source_input = read_checkpoint(str(path))
+    assert fmt.name == "mmdet" and source_input.format == "RGB"
+    converted, report, _ = convert_weights(str(path), input=InputConvention.from_config(cfg))
+    assert report.source_format == "mmdet" and sorted(report.dropped) == ["fc.bias", "fc.weight"] and report.unused == []
+    for key, value in state.items():
+        expected = value.flip(1) if key == "backbone.bottom_up.stem.conv1.weight" else value  # RGB -> this config's BGR
+        assert torch.equal(converted[key], expected), key

@@ -3,8 +3,8 @@ they are tried on a checkpoint of unknown format (gn_detection's names last: det
 from .detectron import DETECTRON
 from .detectron2 import DETECTRON2
 from .gn_detection import GN_DETECTION
-from .torchvision import TIMM, TORCHVISION
+from .torchvision import MMDET, TIMM, TORCHVISION
 
-FORMATS = {f.name: f for f in (DETECTRON, TORCHVISION, TIMM, DETECTRON2, GN_DETECTION)}
+FORMATS = {f.name: f for f in (DETECTRON, TORCHVISION, MMDET, TIMM, DETECTRON2, GN_DETECTION)}
 
-__all__ = ["FORMATS", "DETECTRON", "DETECTRON2", "GN_DETECTION", "TORCHVISION", "TIMM"]
+__all__ = ["FORMATS", "DETECTRON", "DETECTRON2", "GN_DETECTION", "MMDET", "TORCHVISION", "TIMM"]

@@ -1,5 +1,7 @@
-"""torchvision and timm ResNet names -> gn_detection backbone names. torchvision's BN becomes
-frozen BN (same tensor names); timm's resnet50_gn has GN where torchvision has BN."""
+"""torchvision, timm and mmdetection ResNet names -> gn_detection backbone names. torchvision's
+BN becomes frozen BN (same tensor names); timm's resnet50_gn has GN where torchvision has BN;
+mmdetection (mmcv) names its GN layers gn1..gn3, as in the GN+WS ImageNet weights it hosts
+(open-mmlab://jhu/resnet50_gn_ws, resnet101_gn_ws), which are saved as {"state_dict": ...}."""
 from ..rename import Format, InputConvention
 
 DROP = (r"^fc\.", r"num_batches_tracked$")
@@ -33,4 +35,15 @@ TORCHVISION = Format(
 TIMM = Format(
     name="timm", rules=RULES, drop=DROP, input=IMAGENET_RGB,
     matches=lambda keys: _is_resnet(keys) and "bn1.running_mean" not in keys,
+)
+
+
+# mmcv's build_norm_layer names a GroupNorm "gn<k>" where torchvision has "bn<k>".
+MMDET_RULES = RULES + (
+    (r"^gn1\.", "backbone.bottom_up.stem.conv1.norm."),
+    (r"(res\d\.\d+)\.gn(\d)\.", r"\1.conv\2.norm."),
+)
+MMDET = Format(
+    name="mmdet", rules=MMDET_RULES, drop=DROP, input=IMAGENET_RGB,
+    matches=lambda keys: _is_resnet(keys) and "gn1.weight" in keys,
 )
