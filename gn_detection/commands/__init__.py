@@ -1,7 +1,19 @@
 """The ``gn-detect`` subcommands, beside the library: one module each, holding its ``HELP``,
 its arguments (``add_arguments``) and its handler (``run``). Nothing in the core imports this
 package."""
-from . import benchmark, benchmark_eval, build, compare_norms, convert, pixel_stats, prepare, study, train, visualize
+from . import (
+    benchmark,
+    benchmark_eval,
+    build,
+    compare_norms,
+    convert,
+    pixel_stats,
+    prepare,
+    study,
+    study_classification,
+    train,
+    visualize,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -15,6 +27,7 @@ COMMANDS = {
     "pixel-stats": pixel_stats,
     "compare-norms": compare_norms,
     "study": study,
+    "study-classification": study_classification,
     "benchmark": benchmark,
     "benchmark-eval": benchmark_eval,
 }

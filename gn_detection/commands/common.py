@@ -29,12 +29,13 @@ def setup_cfg(config_file: str, opts: Sequence[str]):
     return cfg
 
 
-def register_datasets(cfg) -> None:
-    """Register DATASETS.COCO_INSTANCES, and the built-in datasets at their default sizes unless
-    a caller registered them already (at other sizes, say)."""
+def register_datasets(cfg=None) -> None:
+    """Register the built-in datasets at their default sizes unless a caller registered them
+    already (at other sizes, say), and ``cfg``'s DATASETS.COCO_INSTANCES."""
     if not all(name in DATASET_REGISTRY for name in BUILTIN_DATASETS):
         register_builtin_datasets()
-    register_datasets_from_cfg(cfg)
+    if cfg is not None:
+        register_datasets_from_cfg(cfg)
 
 
 def input_size_opts(size: Union[int, Sequence[int]]) -> List[str]:

@@ -16,6 +16,7 @@ from typing import Dict, List, Sequence
 
 from ..data.build import load_datasets
 from ..engine.defaults import run_training
+from ..utils.errors import UserError
 from ..utils.file_io import atomic_write, atomic_write_json
 
 __all__ = ["NORM_VARIANTS", "format_study_table", "plot_study", "run_study", "summarize"]
@@ -35,6 +36,7 @@ NORM_VARIANTS = {
     "FRN": (("FRN",) * 4, ("",) * 4),
 }
 PARTS = ("RESNETS", "FPN", "ROI_BOX_HEAD", "ROI_MASK_HEAD")
+METRIC_NAMES = {"box_ap": "box AP", "mask_ap": "mask AP", "froc": "mean FROC sensitivity", "error": "error (%)"}
 
 
 def _run_cfg(cfg, norm: str, batch: int, seed: int, epochs: float, num_images: int, output_dir: str):
@@ -80,8 +82,14 @@ def _train_once(run, norm: str, batch: int, seed: int) -> Dict:
     done = os.path.join(run.OUTPUT_DIR, RESULT_FILE)
     if os.path.isfile(done):
         with open(done) as f:
-            logger.info("study: %s is done already", run.OUTPUT_DIR)
-            return json.load(f)
+            row = json.load(f)
+        if row["iterations"] != run.SOLVER.MAX_ITER:
+            raise UserError(
+                f"{done}: this run trained {row['iterations']} iterations, this study asks for "
+                f"{run.SOLVER.MAX_ITER} (other --epochs or data): use another --output"
+            )
+        logger.info("study: %s is done already", run.OUTPUT_DIR)
+        return row
     logger.info("study: %s at batch %d, seed %d: %d iterations, lr %.4g", norm, batch, seed, run.SOLVER.MAX_ITER,
                 run.SOLVER.BASE_LR)
     start = time.perf_counter()
@@ -127,7 +135,8 @@ def format_study_table(rows: List[Dict]) -> str:
 
 
 def plot_study(rows: List[Dict], path: str, metric: str = "box_ap") -> None:
-    """AP against images per batch (log scale), one line per norm; bars span the seeds."""
+    """``metric`` (a key of METRIC_NAMES) against images per batch (log scale), one line per
+    norm; bars span the seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +151,7 @@ def plot_study(rows: List[Dict], path: str, metric: str = "box_ap") -> None:
                     marker="o", capsize=3, label=norm)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("images per batch")
-    ax.set_ylabel({"box_ap": "box AP", "mask_ap": "mask AP", "froc": "mean FROC sensitivity"}[metric])
+    ax.set_ylabel(METRIC_NAMES[metric])
     ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

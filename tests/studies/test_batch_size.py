@@ -60,3 +60,16 @@ def test_a_study_cut_off_continues_where_it_stopped(study_args, monkeypatch):
     assert [(r["norm"], r["batch"], r["seed"], r["box_ap"]) for r in after] == [
         (r["norm"], r["batch"], r["seed"], r["box_ap"]) for r in before
     ]
+
+
+def test_a_study_with_other_epochs_does_not_reuse_the_runs(study_args, capsys):
+    args, output = study_args
+    seeds = args.index("--seeds")
+    args = args[:seeds] + ["--seeds", "0"] + args[seeds + 3 :]
+    norms = args.index("--norms")
+    args = args[:norms] + ["--norms", "GN"] + args[norms + 3 :]
+    assert main(args) == 0
+    epochs = args.index("--epochs")
+    args[epochs + 1] = "2"
+    assert main(args) == 2
+    assert "trained 4 iterations, this study asks for 8" in capsys.readouterr().err

@@ -1,0 +1,31 @@
+import json
+
+import torch
+
+from gn_detection.cli import main
+from gn_detection.studies.classification import build_classifier, crops_of
+
+
+def test_crops_are_each_instance_with_its_label(small_builtin_datasets):
+    images, labels = crops_of("shapes_val", size=24)
+    assert images.shape[1:] == (3, 24, 24) and len(images) == len(labels) >= 4
+    assert set(labels.tolist()) <= {0, 1, 2}
+    torch.testing.assert_close(images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+
+
+def test_bn_and_gn_classifiers_differ_only_in_their_norms():
+    bn, gn = build_classifier("BN", 3), build_classifier("GN", 3)
+    assert [type(m).__name__ for m in bn.modules() if "Norm" in type(m).__name__][:2] == ["BatchNorm2d", "BatchNorm2d"]
+    assert all(type(m).__name__ != "BatchNorm2d" for m in gn.modules())
+    assert sum(p.numel() for p in bn.parameters()) == sum(p.numel() for p in gn.parameters())
+
+
+def test_the_classification_study_runs_end_to_end(small_builtin_datasets, tmp_path, capsys):
+    args = ["study-classification", "--norms", "BN", "GN", "--batches", "4", "2", "--epochs", "1",
+            "--output", str(tmp_path / "cls")]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "cls" / "classification.json").read_text())
+    assert [(r["norm"], r["batch"]) for r in rows] == [("BN", 4), ("BN", 2), ("GN", 4), ("GN", 2)]
+    num_val = len(crops_of("shapes_val")[0])  # an error is a count of those crops
+    assert all(abs(r["error"] * num_val / 100 - round(r["error"] * num_val / 100)) < 1e-6 for r in rows)
+    assert "| GN | 2 |" in capsys.readouterr().out and (tmp_path / "cls" / "classification.png").stat().st_size > 1000
