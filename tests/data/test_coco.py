@@ -356,7 +356,7 @@ def test_ill_typed_image_size(tmp_path):
 
 
 def test_compressed_rle_runs_are_pycocotools_runs():
-    from gn_detection.data.coco import _compressed_runs
+    from gn_detection.data.rle import compressed_runs as _compressed_runs
 
     rng = np.random.default_rng(0)
     for _ in range(50):
