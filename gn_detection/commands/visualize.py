@@ -6,7 +6,7 @@ from typing import List
 import numpy as np
 
 from ..data.build import load_datasets
-from ..data.coco import segmentation_to_mask
+from ..data.segmentation import segmentation_to_mask
 from ..data.image_io import to_rgb
 from ..data.mapper import DatasetMapper
 from ..engine.predictor import Predictor

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..utils.errors import UserError
-from .coco import segmentation_to_mask
+from .segmentation import segmentation_to_mask
 from .dicom import DicomReadOptions
 from .image_io import IMAGE_FORMATS, read_image
 

@@ -6,7 +6,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from gn_detection.data.coco import CocoInstances, load_coco_json, segmentation_to_mask
+from gn_detection.data.coco import CocoInstances, load_coco_json
+from gn_detection.data.segmentation import segmentation_to_mask
 
 SQUARE = [[2, 3, 6, 3, 6, 7, 2, 7]]  # pixel-edge corners (2, 3)-(6, 7): columns 2..5, rows 3..6
 LOGGER = "gn_detection.data.coco"
@@ -356,7 +357,7 @@ def test_ill_typed_image_size(tmp_path):
 
 
 def test_compressed_rle_runs_are_pycocotools_runs():
-    from gn_detection.data.rle import compressed_runs as _compressed_runs
+    from gn_detection.data.segmentation import compressed_runs as _compressed_runs
 
     rng = np.random.default_rng(0)
     for _ in range(50):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gn_detection.data.coco import load_coco_json, segmentation_to_mask
+from gn_detection.data.coco import load_coco_json
+from gn_detection.data.segmentation import segmentation_to_mask
 from gn_detection.datasets.prepare import prepare_from_csv, prepare_from_masks
 from gn_detection.datasets.prepare_inputs import _label_runs
 
