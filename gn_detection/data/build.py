@@ -12,6 +12,7 @@ from .catalog import load_dataset
 from .coco import CocoInstances
 from .mapper import DatasetMapper, check_polygon_annotations
 from .samplers import SampleKey, TrainingBatchSampler, inference_shard
+from .serialized_list import SerializedList
 
 __all__ = ["build_train_loader", "build_test_loader", "load_datasets"]
 
@@ -35,10 +36,11 @@ def load_datasets(names: Sequence[str], *, filter_empty: bool, key: str) -> Coco
 
 class _TrainingSamples(Dataset):
     """Maps a (stream position, record index) key to a sample; the position seeds the sample's
-    augmentation, so it is the same whatever process or worker reads it."""
+    augmentation, so it is the same whatever process or worker reads it. The records are
+    serialized, so that workers share them instead of copying them."""
 
     def __init__(self, records: List[dict], mapper: DatasetMapper, seed: int):
-        self.records, self.mapper, self.seed = records, mapper, seed
+        self.records, self.mapper, self.seed = SerializedList(records), mapper, seed
 
     def __len__(self) -> int:
         return len(self.records)
@@ -50,7 +52,7 @@ class _TrainingSamples(Dataset):
 
 class _InferenceSamples(Dataset):
     def __init__(self, records: List[dict], mapper: DatasetMapper):
-        self.records, self.mapper = records, mapper
+        self.records, self.mapper = SerializedList(records), mapper
 
     def __len__(self) -> int:
         return len(self.records)
