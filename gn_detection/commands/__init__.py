@@ -3,6 +3,7 @@ its arguments (``add_arguments``) and its handler (``run``). Nothing in the core
 package."""
 from . import (
     benchmark,
+    benchmark_data,
     benchmark_eval,
     build,
     compare_norms,
@@ -30,4 +31,5 @@ COMMANDS = {
     "study-classification": study_classification,
     "benchmark": benchmark,
     "benchmark-eval": benchmark_eval,
+    "benchmark-data": benchmark_data,
 }

@@ -1,0 +1,95 @@
+"""What COCO-sized data costs: loading the JSON (time, peak memory) with this package's loader,
+detectron2's and pycocotools', and the unique memory of DataLoader workers that hold the records
+as a Python list or serialized.
+
+Each load runs in a fresh spawned process, so that one loader's leftovers do not count against
+the next. Memory figures are resident set sizes from /proc (Linux only).
+"""
+import multiprocessing
+import os
+import resource
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.coco import load_coco_json
+from ..data.serialized_list import SerializedList
+
+__all__ = ["LOADERS", "RECORD_LAYOUTS", "measure_load", "measure_worker_memory"]
+
+LOADERS = ("gn_detection", "detectron2", "pycocotools")
+RECORD_LAYOUTS = ("list", "serialized")
+_MB = 1024 * 1024
+
+
+def measure_load(json_file: str, loader: str) -> Dict:
+    """Load ``json_file`` with ``loader`` (one of LOADERS) in a fresh process: its seconds, the
+    process's peak RSS, and what the load added to the RSS the process had after its imports."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_load_in_this_process, (json_file, loader))
+
+
+def _load_in_this_process(json_file: str, loader: str) -> Dict:
+    if loader == "detectron2":
+        from detectron2.data.datasets.coco import load_coco_json as load
+    elif loader == "pycocotools":
+        from pycocotools.coco import COCO as load
+    else:
+        load = load_coco_json
+    arguments = (json_file,) if loader == "pycocotools" else (json_file, os.path.dirname(json_file))
+    before = _rss_bytes()
+    start = time.perf_counter()
+    loaded = load(*arguments)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    del loaded
+    return dict(loader=loader, seconds=seconds, peak_rss_mb=peak / _MB, added_mb=(peak - before) / _MB)
+
+
+def measure_worker_memory(records: Sequence[dict], workers: int, layout: str) -> List[float]:
+    """Each of ``workers`` forked DataLoader workers reads every record's boxes, classes and
+    polygons once (as a mapper does), the records held as ``layout`` (one of RECORD_LAYOUTS);
+    return each worker's unique memory (USS) in MB after that pass."""
+    held = SerializedList(records) if layout == "serialized" else list(records)
+    loader = DataLoader(
+        _AnnotationReader(held),
+        batch_size=64,
+        num_workers=workers,
+        collate_fn=lambda batch: batch,
+        persistent_workers=True,
+        multiprocessing_context="fork",
+    )
+    pids = {pid for batch in loader for pid, _ in batch}  # the workers stay up: persistent
+    return [_uss_bytes(pid) / _MB for pid in sorted(pids)]
+
+
+class _AnnotationReader(Dataset):
+    def __init__(self, records):
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int):
+        annotations = self.records[index]["annotations"]
+        boxes = np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
+        classes = [a["category_id"] for a in annotations]
+        coordinates = [float(v) for a in annotations for polygon in a["segmentation"] for v in polygon]
+        return os.getpid(), (len(boxes), len(classes), len(coordinates))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _uss_bytes(pid: int) -> int:
+    """Private pages (clean and dirty) of process ``pid``: what killing it would give back."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:", "Private_Hugetlb:")):
+                total += int(line.split()[1]) * 1024
+    return total
