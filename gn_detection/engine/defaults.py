@@ -126,6 +126,18 @@ def _check_output_dir(output_dir: str, resume: bool) -> None:
         )
 
 
+def _check_same_start(start_iter: int, output_dir: str) -> None:
+    """Every process reads OUTPUT_DIR's last checkpoint itself; on machines that do not share the
+    folder they would resume from different iterations, and DDP would hang or mix them."""
+    starts = comm.all_gather(start_iter)
+    if len(set(starts)) > 1:
+        raise UserError(
+            f"--resume: the processes found different checkpoints in OUTPUT_DIR={output_dir} (iteration by rank: "
+            f"{starts}); on several machines OUTPUT_DIR must be one shared folder, or hold the same last "
+            "checkpoint on each machine"
+        )
+
+
 def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
     """Train as ``cfg`` says, evaluating on DATASETS.TEST along the way and at the end.
 
@@ -157,6 +169,7 @@ def run_training(cfg, *, resume: bool = False) -> Dict[str, Dict]:
         start_iter = 0
         if cfg.MODEL.WEIGHTS:
             load_weights(model, cfg.MODEL.WEIGHTS, input=InputConvention.from_config(cfg))
+    _check_same_start(start_iter, cfg.OUTPUT_DIR)
     if comm.is_main_process():
         text = cfg.dump()
         atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(text.encode("utf-8")))
