@@ -1,5 +1,7 @@
 from setuptools import find_packages, setup
 
+MEDICAL = ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-rle>=2", "pyjpegls>=1.2"]
+
 setup(
     name="gn_detection",
     version="0.1.0",
@@ -23,6 +25,11 @@ setup(
         "pydicom>=2.4",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # DICOM as archives store it: JPEG Baseline/Extended/Lossless and JPEG-LS (libjpeg),
+        # JPEG 2000 (openjpeg), RLE, and JPEG-LS near-lossless colour (pyjpegls)
+        "medical": MEDICAL,
+        "test": ["pytest>=7", *MEDICAL],
+    },
     entry_points={"console_scripts": ["gn-detect=gn_detection.cli:main"]},
 )

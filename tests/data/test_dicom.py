@@ -107,16 +107,56 @@ def test_rgb_file_becomes_luminance():
     np.testing.assert_allclose(out, expected, atol=1e-3)
 
 
-def test_missing_codec_names_the_package():
+def test_missing_codec_names_the_package(monkeypatch):
     path = _testdata("MR_small_jpeg_ls_lossless.dcm")
-    try:
-        pydicom.dcmread(path).pixel_array
-        pytest.skip("a JPEG-LS decoder is installed")
-    except RuntimeError:
-        pass
+
+    def no_decoder(self):
+        raise RuntimeError("Unable to decode the pixel data as there are no pixel data decoders available")
+
+    # as on an install without the [medical] extra (CI installs it: see the tests below)
+    monkeypatch.setattr(pydicom.Dataset, "pixel_array", property(no_decoder))
     message = r"MR_small_jpeg_ls_lossless\.dcm.*JPEG-LS Lossless.*pip install pylibjpeg pylibjpeg-libjpeg"
     with pytest.raises(RuntimeError, match=message):
         read_dicom(path)
+
+
+# pydicom's compressed test files and an uncompressed (or differently, losslessly compressed)
+# file of the same image. Hospital archives hold mostly JPEG Lossless and JPEG 2000.
+LOSSLESS_TWINS = [
+    ("MR_small_jp2klossless.dcm", "MR_small.dcm"),  # JPEG 2000 Lossless, 16 bit
+    ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),  # JPEG-LS Lossless, 16 bit
+    ("MR_small_RLE.dcm", "MR_small.dcm"),  # RLE Lossless
+    ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle.dcm"),  # JPEG Lossless (Process 14, SV1), RGB
+    ("SC_rgb_gdcm_KY.dcm", "SC_rgb_rle.dcm"),  # JPEG 2000, RGB
+]
+# (lossy file, its twin, the largest mean absolute difference allowed in the 0-255 output)
+LOSSY_TWINS = [
+    # JPEG Extended (Process 2 and 4), 12 bit; its twin is lossy too (JPEG 2000, not lossless-only):
+    # pydicom ships no uncompressed copy of this image, so the bound is looser
+    ("JPGExtended.dcm", "JPEG2000.dcm", 6.0),
+    ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", 1.0),  # JPEG Baseline, YBR_FULL
+    ("SC_rgb_jls_lossy_line.dcm", "SC_rgb_rle.dcm", 1.0),  # JPEG-LS Near-Lossless, RGB
+]
+
+
+@pytest.mark.parametrize("compressed, twin", LOSSLESS_TWINS)
+def test_lossless_compressed_files_read_as_their_twin(compressed, twin):
+    compressed_path, twin_path = _testdata(compressed), _testdata(twin)
+    assert pydicom.dcmread(compressed_path).file_meta.TransferSyntaxUID.is_compressed
+    for window in (DicomWindow("none"), DicomWindow("file")):
+        np.testing.assert_array_equal(read_dicom(compressed_path, window), read_dicom(twin_path, window))
+
+
+@pytest.mark.parametrize("compressed, twin, tolerance", LOSSY_TWINS)
+def test_lossy_compressed_files_read_close_to_their_twin(compressed, twin, tolerance):
+    # the same fixed range for both, so that a few lossy extremes do not rescale everything
+    stored = pydicom.dcmread(_testdata(twin)).pixel_array
+    window = DicomWindow("fixed", center=(float(stored.min()) + float(stored.max())) / 2,
+                         width=float(stored.max()) - float(stored.min()))
+    lossy, exact = read_dicom(_testdata(compressed), window), read_dicom(_testdata(twin), window)
+    assert lossy.shape == exact.shape
+    difference = np.abs(lossy.astype(np.float64) - exact)
+    assert 0 < difference.mean() <= tolerance, difference.mean()  # lossy, yet the same image
 
 
 @pytest.mark.parametrize(
