@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from fvcore.nn import smooth_l1_loss
 from torch import nn
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+from torchvision.ops import box_iou, clip_boxes_to_image
 
 from ...layers import ShapeSpec
+from ...layers.nms import batched_nms
 from ..box_regression import decode_boxes, encode_boxes
 from ..mask_targets import mask_targets
 from ..poolers import ROIPooler, build_pooler
@@ -229,7 +230,7 @@ class StandardROIHeads(nn.Module):
             box_deltas = box_deltas[:, 4:]  # the background's deltas are never trained
         boxes = decode_boxes(box_deltas, torch.cat(proposals), self.box_reg_weights)
         scores = F.softmax(class_logits.float(), dim=-1)
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]
         detections = [
             detect_in_image(
                 b,
@@ -239,22 +240,27 @@ class StandardROIHeads(nn.Module):
                 nms_thresh=self.nms_thresh,
                 detections_per_image=self.detections_per_image,
             )
-            for b, s, size in zip(boxes.split(counts), scores.split(counts), image_shapes)
+            for b, s, size in zip(_split(boxes, counts), _split(scores, counts), image_shapes)
         ]
         if self.mask_head is not None:
             boxes = [d["boxes"] for d in detections]
             logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes)))
             maps = _class_maps(logits, torch.cat([d["labels"] for d in detections]))
-            for d, masks in zip(detections, maps[:, None].float().sigmoid().split([len(b) for b in boxes])):
+            for d, masks in zip(detections, _split(maps[:, None].float().sigmoid(), [b.shape[0] for b in boxes])):
                 d["masks"] = masks
         return detections
+
+
+def _split(tensor: torch.Tensor, counts: List[int]) -> List[torch.Tensor]:
+    # One image needs no split, and torch.export cannot split by a count that depends on the data.
+    return [tensor] if len(counts) == 1 else list(tensor.split(counts))
 
 
 def _class_maps(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """(M, h, w): each RoI's map for its class, from (M, K+1, h, w) logits or one class-agnostic map."""
     if logits.shape[1] == 1:
         return logits[:, 0]
-    return logits[torch.arange(len(classes), device=classes.device), classes]
+    return logits[torch.arange(classes.shape[0], device=classes.device), classes]
 
 
 def build_roi_heads(cfg, input_shapes: Dict[str, ShapeSpec]) -> StandardROIHeads:

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from fvcore.nn import smooth_l1_loss
 from torch import nn
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+from torchvision.ops import box_iou, clip_boxes_to_image
 
 from ...layers import ShapeSpec
+from ...layers.nms import batched_nms
 from ...utils.errors import UserError
 from ..anchor_generator import GridAnchorGenerator
 from ..box_regression import decode_boxes, encode_boxes
@@ -108,7 +109,7 @@ def find_top_proposals(
     """
     boxes, scores, levels = [], [], []
     for level, (anchors_l, logits_l, deltas_l) in enumerate(zip(anchors, logits, deltas)):
-        k = min(pre_nms_topk, logits_l.shape[1])
+        k = torch.sym_min(pre_nms_topk, logits_l.shape[1])  # no branch on the image size under torch.export
         top_scores, top = logits_l.topk(k, dim=1)
         top_deltas = torch.gather(deltas_l, 1, top[..., None].expand(-1, -1, 4))
         decoded = decode_boxes(top_deltas.reshape(-1, 4), anchors_l[top.reshape(-1)], box_reg_weights)
