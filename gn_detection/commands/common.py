@@ -3,12 +3,15 @@ import argparse
 from typing import List, Sequence, Union
 
 from ..config import check_config, get_cfg
+from ..data.build import load_datasets
 from ..data.catalog import DATASET_REGISTRY, register_datasets_from_cfg
 from ..datasets import BUILTIN_DATASETS, register_builtin_datasets
+from .arguments import at_least, probability
 
 __all__ = [
     "add_config_arguments",
     "at_least",
+    "class_names",
     "input_size_opts",
     "probability",
     "register_datasets",
@@ -54,28 +57,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def at_least(low: int):
-    """An argparse type: an integer >= ``low``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is below {low}; give an integer >= {low}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def probability(text: str) -> float:
-    """An argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
+def class_names(cfg) -> List[str]:
+    """The class names of the first test (or else training) dataset; generic names without one."""
+    for key, names in (("DATASETS.TEST", cfg.DATASETS.TEST), ("DATASETS.TRAIN", cfg.DATASETS.TRAIN)):
+        if names:
+            return load_datasets(names[:1], filter_empty=False, key=key).thing_classes
+    return [f"class {k}" for k in range(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)]

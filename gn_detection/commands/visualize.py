@@ -1,19 +1,19 @@
 """Draw a model's detections (--weights) or a dataset's ground truth as PNGs."""
 import logging
 import os
-from typing import List
 
 import numpy as np
 
 from ..data.build import load_datasets
-from ..data.segmentation import segmentation_to_mask
 from ..data.image_io import to_rgb
 from ..data.mapper import DatasetMapper
+from ..data.segmentation import segmentation_to_mask
 from ..engine.predictor import Predictor
 from ..utils.errors import UserError
 from ..utils.file_io import check_writable_folder
 from ..utils.visualizer import draw_instances, save_png
-from .common import add_config_arguments, at_least, probability, setup_cfg
+from .common import (add_config_arguments, at_least, class_names, probability,
+                     setup_cfg)
 
 HELP = "draw detections (or a dataset's ground truth) as PNGs"
 
@@ -43,24 +43,16 @@ def run(args) -> int:
     check_writable_folder(args.output, "--output")
     if args.dataset:
         dataset = load_datasets([args.dataset], filter_empty=False, key="--dataset")
-        records, class_names = dataset.records[: args.num_images], dataset.thing_classes
+        records, names = dataset.records[: args.num_images], dataset.thing_classes
     else:
-        records, class_names = None, _class_names(cfg)
+        records, names = None, class_names(cfg)
 
     if args.weights:
         paths = args.input or [r["file_name"] for r in records]
-        _draw_detections(Predictor(cfg, args.weights), paths, class_names, args.output, args.confidence_threshold)
+        _draw_detections(Predictor(cfg, args.weights), paths, names, args.output, args.confidence_threshold)
     else:
-        _draw_ground_truth(DatasetMapper(**DatasetMapper.from_config(cfg, is_train=False)), records, class_names, args.output)
+        _draw_ground_truth(DatasetMapper(**DatasetMapper.from_config(cfg, is_train=False)), records, names, args.output)
     return 0
-
-
-def _class_names(cfg) -> List[str]:
-    """The class names of the first test (or else training) dataset; generic names without one."""
-    for key, names in (("DATASETS.TEST", cfg.DATASETS.TEST), ("DATASETS.TRAIN", cfg.DATASETS.TRAIN)):
-        if names:
-            return load_datasets(names[:1], filter_empty=False, key=key).thing_classes
-    return [f"class {k}" for k in range(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)]
 
 
 def _draw_detections(predictor: Predictor, paths, class_names, output: str, threshold: float) -> None:

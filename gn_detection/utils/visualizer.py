@@ -5,10 +5,9 @@ not its class, so two overlapping instances of one class still look apart, and t
 always give the same picture.
 """
 import functools
-from typing import Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import UserError
@@ -16,7 +15,10 @@ from .file_io import atomic_write
 
 __all__ = ["PALETTE", "draw_instances", "save_png"]
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+# torch tensors are taken but torch is not imported: the exported-model predictor runs without it
+ArrayLike = Union[np.ndarray, "torch.Tensor"]
 Color = Tuple[int, int, int]
 
 # Saturated colours ordered so that neighbours contrast (Trubetskoy's "20 distinct colours",
@@ -130,7 +132,7 @@ def save_png(image: ArrayLike, path: str) -> None:
 
 
 def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if type(x).__module__ == "torch" and hasattr(x, "detach"):
         return x.detach().cpu().numpy()
     if isinstance(x, (np.ndarray, list, tuple)):
         return np.asarray(x)
