@@ -1,5 +1,8 @@
 from setuptools import find_packages, setup
 
+# Writing ONNX (torch.onnx's exporter needs onnx and onnxscript) and running it (onnxruntime, which
+# is all a machine that only predicts needs, beside NumPy, Pillow and pydicom).
+EXPORT = ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"]
 MEDICAL = ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-rle>=2", "pyjpegls>=1.2"]
 
 setup(
@@ -28,8 +31,9 @@ setup(
     extras_require={
         # DICOM as archives store it: JPEG Baseline/Extended/Lossless and JPEG-LS (libjpeg),
         # JPEG 2000 (openjpeg), RLE, and JPEG-LS near-lossless colour (pyjpegls)
+        "export": EXPORT,
         "medical": MEDICAL,
-        "test": ["pytest>=7", *MEDICAL],
+        "test": ["pytest>=7", *EXPORT, *MEDICAL],
     },
     entry_points={"console_scripts": ["gn-detect=gn_detection.cli:main"]},
 )
