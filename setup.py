@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 # Writing ONNX (torch.onnx's exporter needs onnx and onnxscript) and running it (onnxruntime, which
 # is all a machine that only predicts needs, beside NumPy, Pillow and pydicom).
 EXPORT = ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"]
-MEDICAL = ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-rle>=2", "pyjpegls>=1.2"]
+MEDICAL = ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-rle>=2", "pyjpegls>=1.2", "highdicom>=0.22"]
 
 setup(
     name="gn_detection",
@@ -30,7 +30,7 @@ setup(
     ],
     extras_require={
         # DICOM as archives store it: JPEG Baseline/Extended/Lossless and JPEG-LS (libjpeg),
-        # JPEG 2000 (openjpeg), RLE, and JPEG-LS near-lossless colour (pyjpegls)
+        # JPEG 2000 (openjpeg), RLE, and JPEG-LS near-lossless colour (pyjpegls); DICOM SEG out (highdicom)
         "export": EXPORT,
         "medical": MEDICAL,
         "test": ["pytest>=7", *EXPORT, *MEDICAL],

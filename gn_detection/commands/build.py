@@ -1,4 +1,6 @@
-"""Build the model, summarize it, and run one training and one inference forward pass."""
+"""Build the model, summarize it, and run one training and one inference forward pass. With
+--save FILE, its initial weights (drawn with SEED) are written to FILE first, e.g. to export or
+benchmark a config without a trained checkpoint."""
 import logging
 import time
 from collections import Counter
@@ -7,6 +9,7 @@ import torch
 
 from ..layers import is_norm
 from ..modeling import build_model
+from ..utils.file_io import atomic_write
 from .common import add_config_arguments, at_least, input_size_opts, setup_cfg
 
 HELP = "build a config's model and run one forward pass on a synthetic image"
@@ -19,13 +22,20 @@ def add_arguments(parser) -> None:
         "--image-size", type=at_least(1), metavar="S",
         help="run on an SxS image, with the INPUT sizes set to S (default: INPUT.MIN_SIZE_TEST, unchanged)",
     )
+    parser.add_argument("--save", metavar="FILE", help="write the model's initial weights to FILE (a checkpoint)")
     add_config_arguments(parser)
 
 
 def run(args) -> int:
     opts = list(args.opts) + (input_size_opts(args.image_size) if args.image_size else [])
     cfg = setup_cfg(args.config_file, opts)
+    if cfg.SEED >= 0:
+        torch.manual_seed(cfg.SEED)
     model = build_model(cfg)
+    if args.save:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_write(args.save, lambda f: torch.save({"model": state}, f))
+        logger.info("wrote the initial weights to %s", args.save)
     params = list(model.parameters())
     norms = Counter(type(m).__name__ for m in model.modules() if is_norm(m))
     logger.info(

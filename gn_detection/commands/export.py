@@ -17,7 +17,8 @@ HELP = "export a model to ONNX or a torch.export program, for gn-detect predict"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--weights", required=True, metavar="W", help="weights to export (any MODEL.WEIGHTS accepts)")
+    parser.add_argument("--weights", required=True, metavar="W",
+                        help="weights to export (any MODEL.WEIGHTS accepts; gn-detect build --save writes random ones)")
     parser.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="onnx or pt2")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the model file and deploy.json")
     parser.add_argument("--check", nargs="+", metavar="IMG", default=[],
@@ -30,6 +31,8 @@ def run(args) -> int:
     cfg = setup_cfg(args.config_file, args.opts)
     if cfg.MODEL.DEVICE != "cpu":
         raise UserError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r}: export on the CPU (MODEL.DEVICE cpu); the graph runs anywhere")
+    if not args.weights:
+        raise UserError("--weights is empty: name the checkpoint to export (gn-detect build --save FILE writes a random one)")
     check_writable_folder(args.output, "--output")
     result = export_model(cfg, args.weights, args.format, args.output, class_names(cfg))
     print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB) in {result['seconds']:.1f} s")

@@ -1,5 +1,6 @@
 """Run a model exported by ``gn-detect export`` on images or DICOM files: COCO-format detections
-(``detections.json``, masks as RLE) and one overlay PNG per input in --output. With an ONNX model
+(``detections.json``, masks as RLE) and one overlay PNG per input in --output, and with
+--dicom-seg a DICOM Segmentation per DICOM input. With an ONNX model
 this needs onnxruntime, NumPy, Pillow and, for DICOM, pydicom: not torch. The DICOM window and
 input format come from the export's deploy.json, so a film is read as in training."""
 import json
@@ -9,6 +10,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..data.dicom import is_dicom
+from ..deploy.dicom_seg import write_dicom_seg
 from ..deploy.predictor import ExportedPredictor
 from ..utils.file_io import atomic_write, check_writable_folder
 from ..utils.visualizer import draw_instances, save_png
@@ -25,6 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for detections.json and the PNGs")
     parser.add_argument("--confidence-threshold", type=probability, default=0.5, metavar="T",
                         help="keep detections scoring at least T (0.5)")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="also write each DICOM input's masks as a DICOM Segmentation, <name>_seg.dcm (needs highdicom)")
     parser.add_argument("--threads", type=at_least(0), default=0, metavar="N",
                         help="onnxruntime threads (0: all cores)")
 
@@ -41,9 +46,11 @@ def run(args) -> int:
         drawn = draw_instances(image, boxes=detections["boxes"], labels=detections["labels"],
                                scores=detections["scores"], masks=detections["masks"],
                                class_names=predictor.class_names)
-        png = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png")
-        save_png(drawn, png)
-        logger.info("%s: %d detections scoring >= %.2f; wrote %s", path, int(keep.sum()), args.confidence_threshold, png)
+        stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
+        save_png(drawn, stem + ".png")
+        if args.dicom_seg and is_dicom(path):
+            write_dicom_seg(path, detections, predictor.class_names, stem + "_seg.dcm")
+        logger.info("%s: %d detections scoring >= %.2f; wrote %s.png", path, int(keep.sum()), args.confidence_threshold, stem)
     out = os.path.join(args.output, "detections.json")
     atomic_write(out, lambda f: f.write(json.dumps(results).encode("utf-8")))
     print(f"wrote {out} ({len(results)} detections on {len(args.input)} images)")

@@ -12,8 +12,7 @@ from ..engine.predictor import Predictor
 from ..utils.errors import UserError
 from ..utils.file_io import check_writable_folder
 from ..utils.visualizer import draw_instances, save_png
-from .common import (add_config_arguments, at_least, class_names, probability,
-                     setup_cfg)
+from .common import add_config_arguments, at_least, class_names, probability, setup_cfg
 
 HELP = "draw detections (or a dataset's ground truth) as PNGs"
 

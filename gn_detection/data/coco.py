@@ -14,7 +14,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-
 from ..utils.errors import UserError
 from .segmentation import check_rle, is_valid_polygon
 

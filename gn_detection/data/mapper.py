@@ -5,9 +5,9 @@ import numpy as np
 import torch
 
 from ..utils.errors import UserError
-from .segmentation import segmentation_to_mask
 from .dicom import DicomReadOptions
 from .image_io import IMAGE_FORMATS, read_image
+from .segmentation import segmentation_to_mask
 
 __all__ = ["DatasetMapper", "check_polygon_annotations"]
 

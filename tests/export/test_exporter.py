@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import highdicom as hd
 import numpy as np
 import onnx
+import pydicom
 import pytest
 import torch
 from PIL import Image
+from pydicom.uid import generate_uid
 
 from gn_detection import build_model, get_cfg
 from gn_detection.cli import main
@@ -40,7 +43,8 @@ def exported(tmp_path_factory):
         images.append(str(root / f"image_{height}x{width}.png"))
         Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(images[-1])
     ramp = (np.add.outer(np.arange(140), np.arange(110)) * 13 % 3000).astype(np.uint16)
-    images.append(write_dicom(root / "film.dcm", ramp, bits_stored=12))
+    images.append(write_dicom(root / "film.dcm", ramp, bits_stored=12, StudyInstanceUID=generate_uid(),
+                              SeriesInstanceUID=generate_uid()))
     results = {fmt: export_model(cfg, weights, fmt, str(root / fmt), ["a", "b", "c"]) for fmt in ("onnx", "pt2")}
     return dict(cfg=cfg, weights=weights, images=images, root=root, results=results)
 
@@ -106,7 +110,7 @@ def test_predict_runs_without_torch(exported, tmp_path):
     output = tmp_path / "predictions"
     inputs = [exported["images"][0], exported["images"][-1]]
     command = [sys.executable, "-c", _WITHOUT_TORCH, "predict", "--model", str(exported["root"] / "onnx"),
-               "--input", *inputs, "--output", str(output), "--confidence-threshold", "0"]
+               "--input", *inputs, "--output", str(output), "--confidence-threshold", "0", "--dicom-seg"]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     results = json.loads((output / "detections.json").read_text())
@@ -119,6 +123,16 @@ def test_predict_runs_without_torch(exported, tmp_path):
         x0, y0, x1, y1 = expected["boxes"][0]
         np.testing.assert_allclose(mine[0]["bbox"], [x0, y0, x1 - x0, y1 - y0], rtol=1e-5)
         assert (output / (os.path.splitext(os.path.basename(path))[0] + ".png")).is_file()
+    # the DICOM film's masks, one segment per class, as a viewer would read them
+    seg = hd.seg.segread(output / "film_seg.dcm")
+    film = pydicom.dcmread(inputs[1])
+    assert seg.StudyInstanceUID == film.StudyInstanceUID
+    pixels = seg.get_pixels_by_source_instance([film.SOPInstanceUID], segment_numbers=[1, 2, 3])[0].astype(bool)
+    _, on_film = predictor(inputs[1])
+    for label in (1, 2, 3):
+        union = (on_film["masks"][on_film["labels"] == label] >= 0.5).any(axis=0)
+        np.testing.assert_array_equal(pixels[..., label - 1], union)
+    assert not (output / "image_96x128_seg.dcm").exists()  # PNG inputs get none
 
 
 def test_predict_rle_decodes_to_the_mask():
@@ -162,3 +176,18 @@ def test_export_command_checks_against_the_eager_model(exported, tmp_path, capsy
         report["seconds_per_image"]["eager_fp32"] / report["seconds_per_image"]["exported"])
     assert report["export"]["bytes"] == os.path.getsize(output / "model.pt2")
     assert "seconds per image" in capsys.readouterr().out
+
+
+def test_an_image_without_detections_gives_none(tmp_path):
+    """ONNX Runtime cannot run GN on zero RoIs: the graph must still answer with no detections."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(TINY_CONFIG))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1:] = -100.0  # every foreground class scores ~0
+    weights = str(tmp_path / "weights.pth")
+    torch.save({"model": model.state_dict()}, weights)
+    export_model(cfg, weights, "onnx", str(tmp_path / "onnx"), ["a", "b", "c"])
+    detections = ExportedPredictor(str(tmp_path / "onnx")).predict(np.full((100, 120, 3), 128, dtype=np.float32))
+    assert detections["boxes"].shape == (0, 4) and detections["masks"].shape == (0, 100, 120)

@@ -244,11 +244,19 @@ class StandardROIHeads(nn.Module):
         ]
         if self.mask_head is not None:
             boxes = [d["boxes"] for d in detections]
-            logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes)))
+            logits = self._detected_mask_logits(features, boxes)
             maps = _class_maps(logits, torch.cat([d["labels"] for d in detections]))
             for d, masks in zip(detections, _split(maps[:, None].float().sigmoid(), [b.shape[0] for b in boxes])):
                 d["masks"] = masks
         return detections
+
+    def _detected_mask_logits(self, features: Dict[str, torch.Tensor], boxes: List[torch.Tensor]) -> torch.Tensor:
+        if not torch.compiler.is_exporting():
+            return self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes)))
+        # An exported graph (one image) pools one spare box after the detections: ONNX Runtime's
+        # GroupNormalization cannot reshape a batch of zero RoIs, as an image with no detection gives.
+        spare = boxes[0].new_tensor([[0.0, 0.0, 1.0, 1.0]])
+        return self.mask_predictor(self.mask_head(self.mask_pooler(features, [torch.cat([boxes[0], spare])])))[:-1]
 
 
 def _split(tensor: torch.Tensor, counts: List[int]) -> List[torch.Tensor]:
