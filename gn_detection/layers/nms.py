@@ -5,6 +5,13 @@ import torchvision
 __all__ = ["batched_nms"]
 
 
+@torch.library.register_fake("torchvision::nms", allow_override=True)
+def _nms_fake(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    # torchvision's own says at least 2 boxes are kept, and an exported program asserts that at
+    # run time: an image with one detection or none would stop it. Any number, 0 included, is.
+    return boxes.new_empty(torch.library.get_ctx().new_dynamic_size(), dtype=torch.long)
+
+
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """torchvision's ``batched_nms``: indices of the kept boxes by decreasing score.
 
