@@ -12,6 +12,7 @@ from .utils.registry import UnknownNameError
 
 __all__ = ["main"]
 
+
 def __getattr__(name: str):
     if name == "setup_cfg":  # kept for scripts that took it from here
         from .commands.common import setup_cfg
