@@ -42,8 +42,10 @@ class EvoNormS0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         xf = x.float()
-        var = xf.reshape(n, self.num_groups, -1).var(dim=2, unbiased=False, keepdim=True)
-        std = (var + self.eps).sqrt().expand(n, self.num_groups, c // self.num_groups * h * w).reshape(n, c, h, w)
+        # the group size spelled out: -1 is ambiguous for a batch of zero RoIs (an image with no instance)
+        group_size = c // self.num_groups * h * w
+        var = xf.reshape(n, self.num_groups, group_size).var(dim=2, unbiased=False, keepdim=True)
+        std = (var + self.eps).sqrt().expand(n, self.num_groups, group_size).reshape(n, c, h, w)
         numerator = xf * torch.sigmoid(self.v.view(1, -1, 1, 1) * xf) if self.apply_activation else xf
         y = numerator / std * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y.to(x.dtype)

@@ -72,3 +72,12 @@ def test_evonorm_statistics_are_fp32_under_bf16():
     out = layer(x)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), layer(x.float()), rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("layer", [EvoNormS0(32, num_groups=8), FilterResponseNorm(32)], ids=["EvoNormS0", "FRN"])
+def test_a_batch_of_zero_rois_passes(layer):
+    """An image with no instance gives the mask head zero RoIs; training goes on."""
+    x = torch.randn(0, 32, 14, 14, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad.shape == x.shape
