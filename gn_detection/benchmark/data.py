@@ -9,7 +9,8 @@ import multiprocessing
 import os
 import resource
 import time
-from typing import Dict, List, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Dict, List
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
@@ -48,21 +49,36 @@ def _load_in_this_process(json_file: str, loader: str) -> Dict:
     return dict(loader=loader, seconds=seconds, peak_rss_mb=peak / _MB, added_mb=(peak - before) / _MB)
 
 
-def measure_worker_memory(records: Sequence[dict], workers: int, layout: str) -> List[float]:
-    """Each of ``workers`` forked DataLoader workers reads every record's boxes, classes and
-    polygons once (as a mapper does), the records held as ``layout`` (one of RECORD_LAYOUTS);
-    return each worker's unique memory (USS) in MB after that pass."""
-    held = SerializedList(records) if layout == "serialized" else list(records)
+def measure_worker_memory(json_file: str, workers: int, layout: str) -> List[float]:
+    """In a fresh process, as a training process does: load ``json_file``, hold its records as
+    ``layout`` (one of RECORD_LAYOUTS), and let ``workers`` forked DataLoader workers read every
+    record's boxes, classes and polygons once, as a mapper does; return each worker's unique
+    memory (USS) in MB after that pass. A fresh process, because a worker's allocations land in
+    whatever free space its parent's heap has, and copy those pages: a long-lived parent (a test
+    run, a notebook) would blur the records' own cost."""
+    # an executor's process, unlike a Pool's, is not a daemon, so it may start the workers
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        return executor.submit(_worker_memory_in_this_process, json_file, workers, layout).result()
+
+
+def _worker_memory_in_this_process(json_file: str, workers: int, layout: str) -> List[float]:
+    records = load_coco_json(json_file, os.path.dirname(json_file)).records
+    held = SerializedList(records) if layout == "serialized" else records
+    del records
     loader = DataLoader(
         _AnnotationReader(held),
         batch_size=64,
         num_workers=workers,
-        collate_fn=lambda batch: batch,
+        collate_fn=_as_list,
         persistent_workers=True,
         multiprocessing_context="fork",
     )
     pids = {pid for batch in loader for pid, _ in batch}  # the workers stay up: persistent
     return [_uss_bytes(pid) / _MB for pid in sorted(pids)]
+
+
+def _as_list(batch: list) -> list:
+    return batch
 
 
 class _AnnotationReader(Dataset):

@@ -7,7 +7,6 @@ import logging
 import os
 
 from ..benchmark.data import LOADERS, RECORD_LAYOUTS, measure_load, measure_worker_memory
-from ..data.coco import load_coco_json
 from ..datasets.synthetic_coco import COCO_TRAIN_SIZE, write_synthetic_coco
 from ..utils.file_io import atomic_write_json, check_writable_folder
 from .common import at_least
@@ -50,11 +49,10 @@ def run(args) -> int:
         report["load"].append(measure_load(json_file, loader))
         _print_load(report["load"][-1])
     if args.workers:
-        records = load_coco_json(json_file, os.path.dirname(json_file)).records
         report["workers"] = {}
         for layout in RECORD_LAYOUTS:
             logger.info("%d workers reading every record, the records held as: %s", args.workers, layout)
-            uss = measure_worker_memory(records, args.workers, layout)
+            uss = measure_worker_memory(json_file, args.workers, layout)
             report["workers"][layout] = uss
             print(f"records held as {layout:10s}: unique memory per worker {', '.join(f'{m:.0f}' for m in uss)} MB")
     atomic_write_json(args.output, report)

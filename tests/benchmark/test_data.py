@@ -1,11 +1,9 @@
 import json
-import os
 
 import pytest
 
 from gn_detection.benchmark.data import measure_worker_memory
 from gn_detection.cli import main
-from gn_detection.data.coco import load_coco_json
 from gn_detection.datasets.synthetic_coco import write_synthetic_coco
 
 
@@ -16,9 +14,8 @@ def coco_json(tmp_path_factory):
 
 
 def test_serialized_records_keep_workers_small(coco_json):
-    records = load_coco_json(coco_json, os.path.dirname(coco_json)).records
-    as_list = measure_worker_memory(records, 2, "list")
-    serialized = measure_worker_memory(records, 2, "serialized")
+    as_list = measure_worker_memory(coco_json, 2, "list")
+    serialized = measure_worker_memory(coco_json, 2, "serialized")
     assert len(as_list) == len(serialized) == 2
     # ~30 MB of dicts, lists and floats, copied into a worker as it reads them; the buffer is only read
     assert min(as_list) > max(serialized) + 15, (as_list, serialized)
