@@ -33,6 +33,7 @@ WEIGHT_URL_PREFIXES = {
     "detectron2://": "https://dl.fbaipublicfiles.com/detectron2/",
 }
 
+DATA_PARALLEL_PREFIX = "module."
 STEM_PATTERN = r"^backbone\.bottom_up\.stem\.conv1\.weight$"
 
 
@@ -79,6 +80,10 @@ def _detect_format(obj, path: str) -> Tuple[Format, Mapping]:
             return GN_DETECTION, obj["model"]
         obj = obj["model"]
     keys = [k for k, v in obj.items() if _is_tensor(v)]
+    if keys and all(k.startswith(DATA_PARALLEL_PREFIX) for k in keys):
+        # saved from a DataParallel model, as the WS authors' GN+WS ImageNet ResNets are
+        obj = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in obj.items() if _is_tensor(v)}
+        keys = list(obj)
     fmt = next((f for f in FORMATS.values() if f.matches(keys)), None)
     if fmt is None:
         raise UserError(

@@ -336,3 +336,27 @@ def test_mmdetection_gn_ws_weights_load_into_the_ws_config(tmp_path):
     for key, value in state.items():
         expected = value.flip(1) if key == "backbone.bottom_up.stem.conv1.weight" else value  # RGB -> this config's BGR
         assert torch.equal(converted[key], expected), key
+
+
+def test_the_ws_authors_gn_ws_release_loads_into_the_ws_config(tmp_path):
+    """R-50-GN-WS.pth.tar from the WS authors' pytorch-classification: torchvision's names, GN as
+    bn<k>, saved from a DataParallel model with its optimizer, epoch and accuracy."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIGS / "COCO-GN" / "mask_rcnn_R_101_FPN_2x_gn_ws.yaml"))
+    cfg.MODEL.DEVICE = "meta"
+    with torch.device("meta"):
+        model = build_model(cfg)
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=g) for k, v in model.state_dict().items() if k.startswith("backbone.bottom_up.")}
+    released = {"module." + to_torchvision(k): v for k, v in state.items()}
+    assert {"module.bn1.weight", "module.layer3.22.bn3.bias", "module.layer1.0.downsample.1.weight"} <= set(released)
+    released.update({"module.fc.weight": torch.zeros(1000, 2048), "module.fc.bias": torch.zeros(1000)})
+    optimizer = {"state": {0: {"momentum_buffer": torch.zeros(3)}}, "param_groups": [{"lr": 0.001, "params": [0]}]}
+    path = tmp_path / "R-101-GN-WS.pth.tar"
+    torch.save({"epoch": 100, "arch": "l_resnet101", "state_dict": released, "best_acc": 77.9, "optimizer": optimizer}, path)
+
+    converted, report, _ = convert_weights(str(path), input=InputConvention.from_config(cfg))
+    assert sorted(report.dropped) == ["fc.bias", "fc.weight"] and report.unused == []
+    for key, value in state.items():
+        expected = value.flip(1) if key == "backbone.bottom_up.stem.conv1.weight" else value  # RGB -> BGR
+        assert torch.equal(converted[key], expected), key

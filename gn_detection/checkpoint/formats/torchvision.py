@@ -1,4 +1,4 @@
-"""torchvision, timm and mmdetection ResNet names -> gn_detection backbone names. torchvision's
+"""torchvision, timm, the WS authors' and mmdetection ResNet names -> gn_detection backbone names. torchvision's
 BN becomes frozen BN (same tensor names); timm's resnet50_gn has GN where torchvision has BN;
 mmdetection (mmcv) names its GN layers gn1..gn3, as in the GN+WS ImageNet weights it hosts
 (open-mmlab://jhu/resnet50_gn_ws, resnet101_gn_ws), which are saved as {"state_dict": ...}."""
@@ -27,7 +27,8 @@ def _is_resnet(keys) -> bool:
     return "layer1.0.conv1.weight" in keys
 
 
-# timm's resnet*_gn has GN, so no running statistics, where torchvision has BN.
+# timm's resnet*_gn has GN, so no running statistics, where torchvision has BN; so have the WS
+# authors' GN+WS ResNets (R-50-GN-WS.pth.tar: torchvision's names under DataParallel's "module.").
 TORCHVISION = Format(
     name="torchvision", rules=RULES, drop=DROP, input=IMAGENET_RGB,
     matches=lambda keys: _is_resnet(keys) and "bn1.running_mean" in keys,
