@@ -6,6 +6,11 @@ gn_detection's norm constructors: detectron2's ``get_norm`` takes a callable as 
 So the modules, and the parameter names, stay detectron2's; only the norms change: "GN" reads
 ``MODEL.GROUP_NORM``, and any name registered in NORM_REGISTRY works. A name that only detectron2
 knows ("naiveSyncBN", "LN", ...) is left to detectron2.
+
+Norms that carry their own nonlinearity (EvoNorm-S0, FRN + TLU) are refused: detectron2's blocks
+apply ReLU after a norm in their forward code, so it would stack on the norm's own and could not
+be taken off without rewriting detectron2's blocks. gn_detection's own blocks let it replace the
+ReLU.
 """
 import functools
 
@@ -15,6 +20,7 @@ from detectron2.modeling.roi_heads.box_head import FastRCNNConvFCHead
 from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 
 from ..layers import NORM_REGISTRY, norm_from_cfg
+from ..utils.errors import UserError
 
 __all__ = ["GNFastRCNNConvFCHead", "GNMaskRCNNConvUpsampleHead", "build_gn_resnet_fpn_backbone", "with_norm_constructors"]
 
@@ -28,6 +34,12 @@ def with_norm_constructors(cfg, *keys: str):
         *path, leaf = key.split(".")
         node = functools.reduce(getattr, path, cfg)
         if node[leaf] and node[leaf] in NORM_REGISTRY:
+            if getattr(NORM_REGISTRY.get(node[leaf]), "carries_activation", False):
+                raise UserError(
+                    f"{key}={node[leaf]!r}: this norm carries its own activation, and detectron2's ResNet, "
+                    f"FPN and heads apply ReLU after their norms, which would stack on it; train it with "
+                    f"`gn-detect train`, whose blocks let it replace the ReLU"
+                )
             node[leaf] = norm_from_cfg(cfg, key)
     return cfg
 

@@ -19,6 +19,7 @@ from gn_detection.data.dicom import DicomReadOptions  # noqa: E402
 from gn_detection.data.mapper import DatasetMapper  # noqa: E402
 from gn_detection.detectron2 import GNDatasetMapper, GNTrainer, add_gn_detection_config, register_datasets  # noqa: E402
 from gn_detection.layers import GroupNorm  # noqa: E402
+from gn_detection.utils.errors import UserError  # noqa: E402
 from tests.helpers import CONFIGS, write_dicom  # noqa: E402
 from tests.interop.detectron2_reference import (  # noqa: E402
     compare_detections,
@@ -75,6 +76,15 @@ def test_with_16_groups_the_plugin_loads_the_same_checkpoint_and_runs():
     with torch.no_grad():
         outputs = plugin(torch.rand(1, 3, 128, 160) * 255)
     assert set(outputs) == {"p2", "p3", "p4", "p5", "p6"} and all(torch.isfinite(v).all() for v in outputs.values())
+
+
+@pytest.mark.parametrize("key", ["MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM"])
+@pytest.mark.parametrize("norm", ["EvoNormS0", "FRN"])
+def test_norms_that_carry_an_activation_are_refused_where_detectron2_would_stack_relu_on_it(key, norm):
+    cfg = gn_zoo_cfg(plugin=True)
+    cfg.merge_from_list([key, norm])
+    with pytest.raises(UserError, match=rf"{key}='{norm}': this norm carries its own activation"):
+        d2_build_model(cfg)
 
 
 def test_detectron2s_trainer_with_the_plugin_trains_evaluates_and_resumes(tmp_path, small_builtin_datasets):
