@@ -1,7 +1,8 @@
 """The GN paper's Figure 1 at small scale: a narrow ResNet classifies the instances of a
 registered dataset (square crops of their boxes), with BN or GN, at several batch sizes for the
 same number of epochs (the LR scaled linearly from 0.1 at 32); writes the validation error per
-norm and batch size as JSON, a table and a plot."""
+norm and batch size as JSON, a table and a plot. Finished runs are kept in the output folder, so
+the same command continues a study that was cut off."""
 import os
 
 from ..studies.batch_size import plot_study, summarize
@@ -28,7 +29,7 @@ def run(args) -> int:
     register_datasets()
     setup_logging(args.output)
     rows = run_classification_study(args.train, args.val, norms=args.norms, batches=args.batches,
-                                    epochs=args.epochs, seeds=args.seeds)
+                                    epochs=args.epochs, seeds=args.seeds, output_dir=args.output)
     atomic_write_json(os.path.join(args.output, "classification.json"), rows)
     lines = ["| norm | batch | error % (mean ± half the range) | per seed |", "|---|---|---|---|"]
     for s in summarize(rows, "error"):

@@ -7,9 +7,11 @@ about 24 % throughout). Here the net, the data and the epochs are small, so only
 curves can be compared, not the numbers.
 """
 import functools
+import json
 import logging
-import math
-from typing import Dict, List, Sequence, Tuple
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,8 @@ from ..data.build import load_datasets
 from ..data.image_io import read_image
 from ..layers import GroupNorm
 from ..modeling.backbone.resnet import BasicBlock, BasicStem, make_stage
+from ..utils.errors import UserError
+from ..utils.file_io import atomic_write_json
 
 __all__ = ["CLASSIFIER_NORMS", "crops_of", "run_classification_study", "train_classifier"]
 
@@ -61,11 +65,11 @@ def build_classifier(norm: str, num_classes: int, width: int = 32) -> nn.Module:
 
 def train_classifier(norm: str, batch: int, epochs: int, seed: int, train, val) -> float:
     """Validation error (%) after ``epochs`` of SGD (momentum 0.9, the LR scaled linearly,
-    cosine decay) at ``batch`` images per step."""
+    cosine decay to 0) at ``batch`` images per step."""
     torch.manual_seed(seed)
     images, labels = train
     model = build_classifier(norm, int(labels.max()) + 1)
-    steps = epochs * math.ceil(len(images) / batch)
+    steps = epochs * (len(images) // batch)
     optimizer = torch.optim.SGD(model.parameters(), lr=BASE_LR * batch / BASE_BATCH, momentum=0.9, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
@@ -86,15 +90,43 @@ def train_classifier(norm: str, batch: int, epochs: int, seed: int, train, val) 
 
 
 def run_classification_study(
-    train_set: str, val_set: str, *, norms: Sequence[str], batches: Sequence[int], epochs: int, seeds: Sequence[int]
+    train_set: str, val_set: str, *, norms: Sequence[str], batches: Sequence[int], epochs: int, seeds: Sequence[int],
+    output_dir: str,
 ) -> List[Dict]:
+    """One row per norm, batch and seed: its validation error and seconds. Each run's row is kept in
+    ``<output_dir>/runs/``; a study started again in the same folder does not redo those runs."""
     train, val = crops_of(train_set), crops_of(val_set)
     logger.info("classification study: %d training and %d validation crops", len(train[0]), len(val[0]))
-    rows = []
-    for norm in norms:
-        for batch in batches:
-            for seed in seeds:
-                error = train_classifier(norm, batch, epochs, seed, train, val)
-                logger.info("classification study: %s at batch %d, seed %d: %.1f %% error", norm, batch, seed, error)
-                rows.append(dict(norm=norm, batch=batch, seed=seed, error=error))
+    runs = [(norm, batch, seed) for norm in norms for batch in batches for seed in seeds]
+    rows, start = [], time.perf_counter()
+    for done, (norm, batch, seed) in enumerate(runs):
+        path = os.path.join(output_dir, "runs", f"{norm}_b{batch}_s{seed}.json")
+        row = _finished_run(path, epochs)
+        if row is None:
+            run_start = time.perf_counter()
+            error = train_classifier(norm, batch, epochs, seed, train, val)
+            row = dict(norm=norm, batch=batch, seed=seed, epochs=epochs, error=error,
+                       seconds=time.perf_counter() - run_start)
+            atomic_write_json(path, row)
+            elapsed = time.perf_counter() - start
+            logger.info("classification study: %s at batch %d, seed %d: %.1f %% error (%d/%d runs, %s, eta %s)",
+                        norm, batch, seed, error, done + 1, len(runs), _duration(elapsed),
+                        _duration(elapsed / (done + 1) * (len(runs) - done - 1)))
+        rows.append(row)
     return rows
+
+
+def _finished_run(path: str, epochs: int) -> Optional[Dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        row = json.load(f)
+    if row.get("epochs") != epochs:
+        raise UserError(f"{path}: this run trained {row.get('epochs')} epochs, this study asks for {epochs}: "
+                        f"use another --output")
+    logger.info("classification study: %s is done already", path)
+    return row
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"

@@ -29,3 +29,15 @@ def test_the_classification_study_runs_end_to_end(small_builtin_datasets, tmp_pa
     num_val = len(crops_of("shapes_val")[0])  # an error is a count of those crops
     assert all(abs(r["error"] * num_val / 100 - round(r["error"] * num_val / 100)) < 1e-6 for r in rows)
     assert "| GN | 2 |" in capsys.readouterr().out and (tmp_path / "cls" / "classification.png").stat().st_size > 1000
+
+    # Started again in the same folder: finished runs are kept, a missing one is run.
+    runs = tmp_path / "cls" / "runs"
+    kept = json.loads((runs / "GN_b4_s0.json").read_text())
+    (runs / "GN_b4_s0.json").write_text(json.dumps(dict(kept, error=99.5)))
+    (runs / "BN_b2_s0.json").unlink()
+    assert main(args) == 0
+    again = {(r["norm"], r["batch"]): r["error"] for r in json.loads((tmp_path / "cls" / "classification.json").read_text())}
+    assert again[("GN", 4)] == 99.5 and (runs / "BN_b2_s0.json").is_file()
+    capsys.readouterr()
+    assert main(args[:-3] + ["2", "--output", str(tmp_path / "cls")]) == 2
+    assert "BN_b4_s0.json: this run trained 1 epochs, this study asks for 2: use another --output" in capsys.readouterr().err
