@@ -9,7 +9,7 @@ import os
 from ..benchmark.data import LOADERS, RECORD_LAYOUTS, measure_load, measure_worker_memory
 from ..datasets.synthetic_coco import COCO_TRAIN_SIZE, write_synthetic_coco
 from ..utils.file_io import atomic_write_json, check_writable_folder
-from .common import at_least
+from .arguments import at_least
 
 HELP = "loading a COCO JSON (time, peak memory) and DataLoader workers' unique memory"
 
@@ -62,4 +62,4 @@ def run(args) -> int:
 
 def _print_load(row: dict) -> None:
     print(f"{row['loader']:12s} {row['seconds']:6.1f} s   peak RSS {row['peak_rss_mb'] / 1024:.2f} GB   "
-          f"added by the load {row['added_mb'] / 1024:.2f} GB")
+          f"added by the load {row['added_mb'] / 1024:.2f} GB   torch imported: {'yes' if row['torch_imported'] else 'no'}")

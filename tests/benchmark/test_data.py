@@ -29,6 +29,7 @@ def test_benchmark_data_command(coco_json, tmp_path, capsys):
     assert [row["loader"] for row in report["load"]] == ["gn_detection", "pycocotools"]
     for row in report["load"]:
         assert row["seconds"] > 0 and row["peak_rss_mb"] > row["added_mb"] > 0
+        assert row["torch_imported"] is False  # neither loader needs torch, so its peak holds none
     assert set(report["workers"]) == {"list", "serialized"} and all(len(v) == 1 for v in report["workers"].values())
     assert "wrote" in capsys.readouterr().out
 
