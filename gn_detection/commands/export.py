@@ -23,7 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the model file and deploy.json")
     parser.add_argument("--check", nargs="+", metavar="IMG", default=[],
                         help="compare the export with the eager model on these images (detections and time)")
-    parser.add_argument("--repeats", type=at_least(1), default=3, metavar="R", help="timed runs per image for --check (3)")
+    parser.add_argument("--repeats", type=at_least(0), default=3, metavar="R",
+                        help="timed runs per image for --check (3; 0 compares the detections only)")
     add_config_arguments(parser)
 
 
@@ -41,7 +42,8 @@ def run(args) -> int:
         atomic_write_json(os.path.join(args.output, "check.json"), report)
         for row in report["images"]:
             print(json.dumps(row))
-        print("seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in report["seconds_per_image"].items())
-              + f"; the export is {report['speedup_over_eager_fp32']:.2f}x eager fp32, "
-              f"{report['speedup_over_eager_bf16']:.2f}x eager bf16 ({report['threads']} threads)")
+        if args.repeats:
+            print("seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in report["seconds_per_image"].items())
+                  + f"; the export is {report['speedup_over_eager_fp32']:.2f}x eager fp32, "
+                  f"{report['speedup_over_eager_bf16']:.2f}x eager bf16 ({report['threads']} threads)")
     return 0

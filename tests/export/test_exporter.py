@@ -20,6 +20,7 @@ from gn_detection.data.mapper import DatasetMapper
 from gn_detection.deploy.predictor import ExportedPredictor
 from gn_detection.engine.predictor import Predictor
 from gn_detection.export import export_model
+from gn_detection.export.check import compare_with_eager
 from gn_detection.layers import GroupNorm
 from tests.helpers import REPO, TINY_CONFIG, write_dicom
 
@@ -176,6 +177,13 @@ def test_export_command_checks_against_the_eager_model(exported, tmp_path, capsy
         report["seconds_per_image"]["eager_fp32"] / report["seconds_per_image"]["exported"])
     assert report["export"]["bytes"] == os.path.getsize(output / "model.pt2")
     assert "seconds per image" in capsys.readouterr().out
+
+
+def test_a_check_without_repeats_compares_the_detections_only(exported):
+    report = compare_with_eager(exported["cfg"], exported["weights"], str(exported["root"] / "onnx"),
+                                exported["images"][:1], repeats=0)
+    assert list(report) == ["images"] and report["images"][0]["eager_detections"] > 0
+    assert report["images"][0]["eager_detections"] == report["images"][0]["exported_detections"]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
