@@ -41,8 +41,8 @@ def crops_of(dataset: str, size: int = 32) -> Tuple[torch.Tensor, torch.Tensor]:
         for a in record["annotations"]:
             if a.get("iscrowd", 0):
                 continue
-            x, y, w, h = a["bbox"]
-            side, cx, cy = max(w, h), x + w / 2, y + h / 2
+            x0, y0, x1, y1 = a["bbox"]  # records hold XYXY
+            side, cx, cy = max(x1 - x0, y1 - y0), (x0 + x1) / 2, (y0 + y1) / 2
             x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
             patch = image[:, y0 : y0 + max(1, int(side)), x0 : x0 + max(1, int(side))]
             crops.append(F.interpolate(patch[None], size=(size, size), mode="bilinear", align_corners=False)[0])

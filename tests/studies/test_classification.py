@@ -1,8 +1,12 @@
 import json
+import os
 
+import numpy as np
 import torch
+from PIL import Image
 
 from gn_detection.cli import main
+from gn_detection.data.catalog import get_dataset_spec
 from gn_detection.studies.classification import build_classifier, crops_of
 
 
@@ -11,6 +15,27 @@ def test_crops_are_each_instance_with_its_label(small_builtin_datasets):
     assert images.shape[1:] == (3, 24, 24) and len(images) == len(labels) >= 4
     assert set(labels.tolist()) <= {0, 1, 2}
     torch.testing.assert_close(images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+
+
+def test_each_crop_is_the_square_around_its_instances_box(small_builtin_datasets):
+    """Against crops cut independently from the COCO file's XYWH boxes (the records hold XYXY);
+    crops_of standardizes per channel, so they must agree up to a scale and shift: correlation 1."""
+    json_file, image_root = get_dataset_spec("shapes_val").locate()
+    coco = json.loads(open(json_file).read())
+    files = {image["id"]: image["file_name"] for image in coco["images"]}
+    expected = []
+    for a in coco["annotations"]:  # the shapes JSON lists them image by image, as load_coco_json keeps them
+        x, y, w, h = a["bbox"]
+        side = max(w, h)
+        x0, y0 = max(0, int(x + w / 2 - side / 2)), max(0, int(y + h / 2 - side / 2))
+        image = np.asarray(Image.open(os.path.join(image_root, files[a["image_id"]])).convert("RGB"))
+        patch = torch.from_numpy(image[y0 : y0 + int(side), x0 : x0 + int(side)].copy()).permute(2, 0, 1)
+        expected.append(torch.nn.functional.interpolate(patch[None].float(), size=(16, 16), mode="bilinear")[0])
+    crops, _ = crops_of("shapes_val", size=16)
+    assert len(crops) == len(expected)
+    correlations = [np.corrcoef(c.flatten(), p.flatten())[0, 1] for crop, patch in zip(crops, expected)
+                    for c, p in zip(crop, patch)]
+    assert min(correlations) > 0.999
 
 
 def test_bn_and_gn_classifiers_differ_only_in_their_norms():
