@@ -15,8 +15,10 @@ __all__ = ["compare_with_eager"]
 
 def compare_with_eager(cfg, weights: str, model_dir: str, images: Sequence[str], *, repeats: int = 3,
                        score_floor: float = 0.05) -> Dict:
-    """Per image: detections scoring above ``score_floor`` in each, the largest box (px) and score
-    differences, the smallest mask IoU (masks at 0.5), whether labels agree; and the median
+    """Per image: detections scoring above ``score_floor`` in each; the detections paired (same
+    label, boxes within 1 px) and those left unpaired; over the pairs, the largest box (px) and
+    score differences, the smallest mask IoU (masks at 0.5) and the largest mask probability
+    difference; and the median
     seconds per image of the eager model in fp32 and in bf16 autocast, and of the export, over
     ``repeats`` runs (0: detections only, for models too slow to time here)."""
     eager, exported = Predictor(cfg, weights), ExportedPredictor(model_dir)
@@ -42,20 +44,40 @@ def compare_with_eager(cfg, weights: str, model_dir: str, images: Sequence[str],
 
 
 def _difference(expected: Dict[str, torch.Tensor], got: Dict[str, np.ndarray], score_floor: float) -> Dict:
+    """Detections paired by label and box rather than by rank: where scores tie to within float
+    noise (a random-weight model scores every box about 1 / classes), their order is arbitrary."""
     expected = {k: v.numpy() for k, v in expected.items()}
     counts = [int((d["scores"] > score_floor).sum()) for d in (expected, got)]
-    n = min(len(expected["scores"]), len(got["scores"]))
-    if n == 0:
-        return dict(eager_detections=counts[0], exported_detections=counts[1])
-    ours, theirs = got["masks"][:n] >= 0.5, expected["masks"][:n, 0] >= 0.5
-    iou = (ours & theirs).sum((1, 2)) / np.maximum((ours | theirs).sum((1, 2)), 1)
+    pairs = _pair(expected, got)
+    row = dict(eager_detections=counts[0], exported_detections=counts[1], paired=len(pairs),
+               unpaired_eager=len(expected["scores"]) - len(pairs), unpaired_exported=len(got["scores"]) - len(pairs))
+    if not pairs:
+        return row
+    mine, theirs = (np.array(index) for index in zip(*pairs))
+    ours, eager = got["masks"][theirs] >= 0.5, expected["masks"][mine, 0] >= 0.5
+    iou = (ours & eager).sum((1, 2)) / np.maximum((ours | eager).sum((1, 2)), 1)
     return dict(
-        eager_detections=counts[0], exported_detections=counts[1],
-        max_box_difference=float(np.abs(expected["boxes"][:n] - got["boxes"][:n]).max()),
-        max_score_difference=float(np.abs(expected["scores"][:n] - got["scores"][:n]).max()),
+        row,
+        max_box_difference=float(np.abs(expected["boxes"][mine] - got["boxes"][theirs]).max()),
+        max_score_difference=float(np.abs(expected["scores"][mine] - got["scores"][theirs]).max()),
         min_mask_iou=float(iou.min()),
-        same_labels=bool((expected["labels"][:n] == got["labels"][:n]).all()),
+        # IoU at 0.5 means nothing where a mask hovers at 0.5, as an untrained model's do
+        max_mask_difference=float(np.abs(got["masks"][theirs] - expected["masks"][mine, 0]).max()),
     )
+
+
+def _pair(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray], within_px: float = 1.0):
+    """(eager index, exported index) pairs: each eager detection, best first, takes the nearest
+    unpaired exported box of its label (largest coordinate difference) within ``within_px``."""
+    distance = np.abs(expected["boxes"][:, None, :] - got["boxes"][None, :, :]).max(axis=2)
+    distance[expected["labels"][:, None] != got["labels"][None, :]] = np.inf
+    pairs = []
+    for i in range(len(distance)):
+        j = int(np.argmin(distance[i])) if distance.shape[1] else 0
+        if distance.shape[1] and distance[i, j] <= within_px:
+            pairs.append((i, j))
+            distance[:, j] = np.inf
+    return pairs
 
 
 def _seconds(run) -> float:
