@@ -55,7 +55,8 @@ def _difference(expected: Dict[str, torch.Tensor], got: Dict[str, np.ndarray], s
         return row
     mine, theirs = (np.array(index) for index in zip(*pairs))
     ours, eager = got["masks"][theirs] >= 0.5, expected["masks"][mine, 0] >= 0.5
-    iou = (ours & eager).sum((1, 2)) / np.maximum((ours | eager).sum((1, 2)), 1)
+    union = (ours | eager).sum((1, 2))
+    iou = np.where(union > 0, (ours & eager).sum((1, 2)) / np.maximum(union, 1), 1.0)  # two empty masks agree
     return dict(
         row,
         max_box_difference=float(np.abs(expected["boxes"][mine] - got["boxes"][theirs]).max()),

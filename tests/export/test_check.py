@@ -31,3 +31,13 @@ def test_a_box_moved_or_relabelled_is_left_unpaired():
     row = _difference({k: torch.from_numpy(v) for k, v in eager.items()}, exported, score_floor=0.05)
     assert row["paired"] == 0 and row["unpaired_eager"] == row["unpaired_exported"] == 2
     assert row["eager_detections"] == row["exported_detections"] == 2
+
+
+def test_two_empty_masks_agree():
+    """An untrained mask head gives probabilities below 0.5 everywhere: nothing at 0.5 in either."""
+    eager = detections([[0, 0, 4, 4]], [0.9], [1])
+    eager["masks"][:] = 0.4
+    exported = {k: v.copy() for k, v in eager.items()}
+    exported["masks"] = exported["masks"][:, 0] + 1e-6
+    row = _difference({k: torch.from_numpy(v) for k, v in eager.items()}, exported, score_floor=0.05)
+    assert row["min_mask_iou"] == 1.0 and row["max_mask_difference"] < 1e-5
