@@ -5,7 +5,8 @@ as a Python list or serialized.
 Each load runs in a fresh spawned process, so that one loader's leftovers do not count against
 the next, and that process imports only what its loader needs: this module leaves torch to the
 worker measurement, gn_detection's and pycocotools' loaders do not import it, detectron2's does
-(``detectron2.data`` needs it), and a training process has it (~0.7 GB) on top. Memory figures are resident set sizes from /proc (Linux only).
+(``detectron2.data`` needs it), and a training process has it (~0.7 GB) on top. Memory figures
+are resident set sizes from /proc (Linux only).
 """
 import multiprocessing
 import os

@@ -18,9 +18,8 @@ def compare_with_eager(cfg, weights: str, model_dir: str, images: Sequence[str],
     """Per image: detections scoring above ``score_floor`` in each; the detections paired (same
     label, boxes within 1 px) and those left unpaired; over the pairs, the largest box (px) and
     score differences, the smallest mask IoU (masks at 0.5) and the largest mask probability
-    difference; and the median
-    seconds per image of the eager model in fp32 and in bf16 autocast, and of the export, over
-    ``repeats`` runs (0: detections only, for models too slow to time here)."""
+    difference; and the median seconds per image of the eager model in fp32 and in bf16 autocast,
+    and of the export, over ``repeats`` runs (0: detections only, for models too slow to time)."""
     eager, exported = Predictor(cfg, weights), ExportedPredictor(model_dir)
     rows, times = [], {"eager_fp32": [], "eager_bf16": [], "exported": []}
     for path in images:
@@ -73,9 +72,11 @@ def _pair(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray], within_px
     distance = np.abs(expected["boxes"][:, None, :] - got["boxes"][None, :, :]).max(axis=2)
     distance[expected["labels"][:, None] != got["labels"][None, :]] = np.inf
     pairs = []
+    if distance.size == 0:
+        return pairs
     for i in range(len(distance)):
-        j = int(np.argmin(distance[i])) if distance.shape[1] else 0
-        if distance.shape[1] and distance[i, j] <= within_px:
+        j = int(np.argmin(distance[i]))
+        if distance[i, j] <= within_px:
             pairs.append((i, j))
             distance[:, j] = np.inf
     return pairs

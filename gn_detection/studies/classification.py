@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from datetime import timedelta
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -98,7 +99,7 @@ def run_classification_study(
     train, val = crops_of(train_set), crops_of(val_set)
     logger.info("classification study: %d training and %d validation crops", len(train[0]), len(val[0]))
     runs = [(norm, batch, seed) for norm in norms for batch in batches for seed in seeds]
-    rows, start = [], time.perf_counter()
+    rows, start, trained = [], time.perf_counter(), 0
     for done, (norm, batch, seed) in enumerate(runs):
         path = os.path.join(output_dir, "runs", f"{norm}_b{batch}_s{seed}.json")
         row = _finished_run(path, epochs)
@@ -108,10 +109,11 @@ def run_classification_study(
             row = dict(norm=norm, batch=batch, seed=seed, epochs=epochs, error=error,
                        seconds=time.perf_counter() - run_start)
             atomic_write_json(path, row)
+            trained += 1
             elapsed = time.perf_counter() - start
             logger.info("classification study: %s at batch %d, seed %d: %.1f %% error (%d/%d runs, %s, eta %s)",
-                        norm, batch, seed, error, done + 1, len(runs), _duration(elapsed),
-                        _duration(elapsed / (done + 1) * (len(runs) - done - 1)))
+                        norm, batch, seed, error, done + 1, len(runs), timedelta(seconds=int(elapsed)),
+                        timedelta(seconds=int(elapsed / trained * (len(runs) - done - 1))))
         rows.append(row)
     return rows
 
@@ -127,6 +129,3 @@ def _finished_run(path: str, epochs: int) -> Optional[Dict]:
     logger.info("classification study: %s is done already", path)
     return row
 
-
-def _duration(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
