@@ -119,7 +119,7 @@ def _read_annotation(ann: Any, records: Dict[int, dict], contiguous: Dict[int, i
     iscrowd = ann.get("iscrowd", 0)
     if (
         type(ann_id) is not int or type(image_id) is not int or type(category_id) is not int
-        or iscrowd not in (0, 1) or type(bbox) is not list or total - total != 0 or bool in map(type, bbox)
+        or iscrowd not in (0, 1) or type(bbox) is not list or total - total != 0 or bool in (type(x), type(y), type(w), type(h))
     ):
         _explain_bad_annotation(ann, records, contiguous, json_file)
     box = _clip_xywh(x, y, w, h, record["height"], record["width"])
@@ -203,26 +203,40 @@ def _read_categories(categories: List[dict], json_file: str) -> Tuple[List[int],
 
 
 def _read_images(images: List[dict], image_root: str, json_file: str) -> Dict[int, dict]:
-    """image id -> its record, with no annotations yet."""
+    """image id -> its record, with no annotations yet. As for annotations, the common case is a
+    few lookups and type tests, and ``_explain_bad_image`` names any problem."""
     records: Dict[int, dict] = {}
     for img in images:
-        _check_fields(img, ("id", "file_name", "height", "width"), "image", json_file)
-        where = f"image id={img['id']!r}"
-        _check_int(img["id"], "id", where, json_file)
-        _check_int(img["height"], "height", where, json_file, positive=True)
-        _check_int(img["width"], "width", where, json_file, positive=True)
-        if not isinstance(img["file_name"], str):
-            raise UserError(f"{json_file}: {where}: file_name must be a string, got {img['file_name']!r}")
-        if img["id"] in records:
-            raise UserError(f"{json_file}: image id {img['id']} appears more than once in 'images'")
-        records[img["id"]] = {
-            "file_name": os.path.join(image_root, img["file_name"]),
-            "image_id": img["id"],
-            "height": img["height"],
-            "width": img["width"],
+        try:
+            image_id, file_name, height, width = img["id"], img["file_name"], img["height"], img["width"]
+        except (KeyError, TypeError):
+            _explain_bad_image(img, records, json_file)
+            raise
+        if (
+            type(image_id) is not int or type(height) is not int or type(width) is not int or height <= 0 or width <= 0
+            or type(file_name) is not str or image_id in records
+        ):
+            _explain_bad_image(img, records, json_file)
+        records[image_id] = {
+            "file_name": os.path.join(image_root, file_name),
+            "image_id": image_id,
+            "height": height,
+            "width": width,
             "annotations": [],
         }
     return records
+
+
+def _explain_bad_image(img: Any, records: Dict[int, dict], json_file: str) -> None:
+    """Raise the error that says what is wrong with an image entry the fast path refused."""
+    _check_fields(img, ("id", "file_name", "height", "width"), "image", json_file)
+    where = f"image id={img['id']!r}"
+    _check_int(img["id"], "id", where, json_file)
+    _check_int(img["height"], "height", where, json_file, positive=True)
+    _check_int(img["width"], "width", where, json_file, positive=True)
+    if not isinstance(img["file_name"], str):
+        raise UserError(f"{json_file}: {where}: file_name must be a string, got {img['file_name']!r}")
+    raise UserError(f"{json_file}: image id {img['id']} appears more than once in 'images'")
 
 
 def _read_json(json_file: str) -> Any:

@@ -328,6 +328,7 @@ def test_annotation_missing_field(tmp_path, missing):
         ("segmentation", {"counts": [1]}, r"needs 'size' and 'counts'"),
         ("segmentation", [[1, 2, "x", 4, 5, 6]], r"polygon coordinates must be finite numbers"),
         ("bbox", [1, 2, float("nan"), 4], r"bbox must be 4 finite numbers"),
+        ("bbox", [1, 2, True, 4], r"bbox must be 4 finite numbers"),
     ],
 )
 def test_ill_typed_annotation(tmp_path, field, value, match):
@@ -350,9 +351,27 @@ def test_category_without_name(tmp_path):
         load_coco_json(json_file, "")
 
 
-def test_ill_typed_image_size(tmp_path):
-    json_file = _write(tmp_path, [_image(8, height=0)], [], name="size.json")
-    with pytest.raises(ValueError, match=r"size\.json.*image id=8.*height must be a positive integer, got 0"):
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("height", 0, r"height must be a positive integer, got 0"),
+        ("height", True, r"height must be a positive integer, got True"),
+        ("width", "640", r"width must be a positive integer, got '640'"),
+        ("id", 8.0, r"id must be an integer, got 8.0"),
+        ("file_name", 7, r"file_name must be a string, got 7"),
+    ],
+)
+def test_ill_typed_image(tmp_path, field, value, match):
+    image = _image(8)
+    image[field] = value
+    json_file = _write(tmp_path, [image], [], name="size.json")
+    with pytest.raises(ValueError, match=r"size\.json.*image id=8\.?0?: " + match):
+        load_coco_json(json_file, "")
+
+
+def test_an_image_that_is_not_an_object(tmp_path):
+    json_file = _write(tmp_path, [_image(1), "0001.png"], [], name="str.json")
+    with pytest.raises(ValueError, match=r"str\.json: every image must be a JSON object, got '0001.png'"):
         load_coco_json(json_file, "")
 
 
