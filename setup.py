@@ -19,6 +19,7 @@ setup(
         "fvcore>=0.1.5",
         "iopath>=0.1.9",
         "pycocotools>=2.0.6",
+        "orjson>=3.9",  # reads COCO train's JSON 3x faster than json (data/json_file.py)
         "pyyaml>=5.1",
         "numpy",
         "Pillow",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..utils.errors import UserError
+from .json_file import read_json
 from .segmentation import check_rle, is_valid_polygon
 
 __all__ = ["CocoInstances", "load_coco_json"]
@@ -241,8 +242,7 @@ def _explain_bad_image(img: Any, records: Dict[int, dict], json_file: str) -> No
 
 def _read_json(json_file: str) -> Any:
     try:
-        with open(json_file, encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(json_file)
     except FileNotFoundError:
         raise FileNotFoundError(f"{json_file}: no such annotation file") from None
     except json.JSONDecodeError as e:
