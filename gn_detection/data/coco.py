@@ -120,7 +120,8 @@ def _read_annotation(ann: Any, records: Dict[int, dict], contiguous: Dict[int, i
     iscrowd = ann.get("iscrowd", 0)
     if (
         type(ann_id) is not int or type(image_id) is not int or type(category_id) is not int
-        or iscrowd not in (0, 1) or type(bbox) is not list or total - total != 0 or bool in (type(x), type(y), type(w), type(h))
+        or iscrowd not in (0, 1) or type(bbox) is not list or total - total != 0
+        or bool in (type(x), type(y), type(w), type(h))
     ):
         _explain_bad_annotation(ann, records, contiguous, json_file)
     box = _clip_xywh(x, y, w, h, record["height"], record["width"])
@@ -211,13 +212,13 @@ def _read_images(images: List[dict], image_root: str, json_file: str) -> Dict[in
         try:
             image_id, file_name, height, width = img["id"], img["file_name"], img["height"], img["width"]
         except (KeyError, TypeError):
-            _explain_bad_image(img, records, json_file)
+            _explain_bad_image(img, json_file)
             raise
         if (
             type(image_id) is not int or type(height) is not int or type(width) is not int or height <= 0 or width <= 0
             or type(file_name) is not str or image_id in records
         ):
-            _explain_bad_image(img, records, json_file)
+            _explain_bad_image(img, json_file)
         records[image_id] = {
             "file_name": os.path.join(image_root, file_name),
             "image_id": image_id,
@@ -228,7 +229,7 @@ def _read_images(images: List[dict], image_root: str, json_file: str) -> Dict[in
     return records
 
 
-def _explain_bad_image(img: Any, records: Dict[int, dict], json_file: str) -> None:
+def _explain_bad_image(img: Any, json_file: str) -> None:
     """Raise the error that says what is wrong with an image entry the fast path refused."""
     _check_fields(img, ("id", "file_name", "height", "width"), "image", json_file)
     where = f"image id={img['id']!r}"

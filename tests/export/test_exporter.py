@@ -229,7 +229,8 @@ def test_an_image_without_detections_gives_none_in_pt2(exported, pt2_program, pt
     try:
         with torch.no_grad():
             bias[1:] = -100.0
-        detections = ExportedPredictor(str(exported["root"] / "pt2")).predict(np.full((100, 120, 3), 128, dtype=np.float32))
+        predictor = ExportedPredictor(str(exported["root"] / "pt2"))
+        detections = predictor.predict(np.full((100, 120, 3), 128, dtype=np.float32))
     finally:
         with torch.no_grad():
             bias.copy_(kept)
