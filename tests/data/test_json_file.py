@@ -24,6 +24,8 @@ def coco_like(rng, num_annotations: int, **extra_annotation_fields) -> dict:
         }
         for i in range(1, num_annotations + 1)
     ]
+    for crowd in annotations[::5]:  # COCO's crowds: an uncompressed RLE dict, its runs as a list
+        crowd.update(iscrowd=1, segmentation={"counts": [int(n) for n in rng.integers(0, 900, size=12)], "size": [480, 640]})
     return {
         "info": {"description": 'a "quoted" {"annotations": [1]} string'},
         "images": [{"id": i, "file_name": f"{i}.png", "height": 480, "width": 640} for i in range(1, 5)],
