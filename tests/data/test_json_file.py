@@ -48,8 +48,7 @@ def counted(monkeypatch):
         calls["json"] += 1
         return load(f)
 
-    monkeypatch.setattr(json_file, "orjson", type("orjson", (), {"loads": staticmethod(counting_loads),
-                                                                 "JSONDecodeError": json_file.orjson.JSONDecodeError}))
+    monkeypatch.setattr(json_file.orjson, "loads", counting_loads)
     monkeypatch.setattr(json_file.json, "load", counting_load)
     monkeypatch.setattr(json_file, "_SLICE_BYTES", 600)  # several slices of a small file
     return calls
