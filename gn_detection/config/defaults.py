@@ -21,10 +21,21 @@ _C.MODEL.COMPILE_BACKBONE = False
 _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 
-# Read by norm_from_cfg, which binds them into every "GN" layer (Wu & He 2018: G=32).
+# Read by norm_from_cfg, which binds them into every "GN" layer (Wu & He 2018: G=32). A layer's
+# groups come from one of NUM_GROUPS (a fixed G) and DIM_PER_GP (Detectron's key: a fixed number of
+# channels per group, G = C / DIM_PER_GP, the paper's Table 3); the other is -1. EPSILON is also
+# LN's and IN's.
 _C.MODEL.GROUP_NORM = CN()
 _C.MODEL.GROUP_NORM.NUM_GROUPS = 32
+_C.MODEL.GROUP_NORM.DIM_PER_GP = -1
 _C.MODEL.GROUP_NORM.EPSILON = 1e-5
+
+# Read by norm_from_cfg for every "BRN" layer (Batch Renorm, Ioffe 2017): r is clipped to
+# [1/R_MAX, R_MAX] and d to [-D_MAX, D_MAX]; the GN paper's comparison uses 1.5 and 0.5. R_MAX 1
+# and D_MAX 0 make it BN.
+_C.MODEL.BATCH_RENORM = CN()
+_C.MODEL.BATCH_RENORM.R_MAX = 1.5
+_C.MODEL.BATCH_RENORM.D_MAX = 0.5
 
 # Read by build_backbone.
 _C.MODEL.BACKBONE = CN()

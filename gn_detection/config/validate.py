@@ -44,13 +44,17 @@ FRACTION = (_number_in(0, 1), "a number in [0, 1]")
 POSITIVE_FRACTION = (_number_in(0, 1, open_low=True), "a number in (0, 1]")
 POSITIVE_NUMBER = (_number_in(0, math.inf, open_low=True), "a finite number > 0")
 NON_NEGATIVE_NUMBER = (_number_in(0, math.inf), "a finite number >= 0")
+POSITIVE_OR_UNSET = (lambda v: v == -1 or _int_at_least(1)(v), "an integer >= 1, or -1 for unset")
 
 RULES: Tuple[Tuple[str, Callable[[object], bool], str], ...] = tuple(
     (key, *rule)
     for key, rule in (
         ("MODEL.PIXEL_STD", (_positive_numbers, "a list of numbers > 0, one per input channel")),
-        ("MODEL.GROUP_NORM.NUM_GROUPS", POSITIVE),
+        ("MODEL.GROUP_NORM.NUM_GROUPS", POSITIVE_OR_UNSET),
+        ("MODEL.GROUP_NORM.DIM_PER_GP", POSITIVE_OR_UNSET),
         ("MODEL.GROUP_NORM.EPSILON", POSITIVE_NUMBER),
+        ("MODEL.BATCH_RENORM.R_MAX", (_number_in(1, math.inf), "a finite number >= 1")),
+        ("MODEL.BATCH_RENORM.D_MAX", NON_NEGATIVE_NUMBER),
         ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", POSITIVE),
         ("MODEL.RPN.POSITIVE_FRACTION", POSITIVE_FRACTION),
         ("MODEL.RPN.NMS_THRESH", FRACTION),
@@ -102,6 +106,13 @@ def check_config(cfg, source: str = "config") -> None:
             value = value[part]
         if not test(value):
             problems.append(f"{key}={value!r}: expected {expected}")
+    groups = cfg.MODEL.GROUP_NORM
+    if (groups.NUM_GROUPS == -1) == (groups.DIM_PER_GP == -1):
+        problems.append(
+            f"MODEL.GROUP_NORM.NUM_GROUPS={groups.NUM_GROUPS} and MODEL.GROUP_NORM.DIM_PER_GP={groups.DIM_PER_GP}: "
+            "expected exactly one of them set and the other -1 (NUM_GROUPS -1 with DIM_PER_GP 16 gives each GN "
+            "layer C/16 groups)"
+        )
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
         problems.append(
             f"MODEL.PIXEL_MEAN={list(cfg.MODEL.PIXEL_MEAN)} and MODEL.PIXEL_STD={list(cfg.MODEL.PIXEL_STD)}: "

@@ -5,7 +5,9 @@ Each builder is detectron2's, given a config whose norm names (``MODEL.RESNETS.N
 gn_detection's norm constructors: detectron2's ``get_norm`` takes a callable as well as a name.
 So the modules, and the parameter names, stay detectron2's; only the norms change: "GN" reads
 ``MODEL.GROUP_NORM``, and any name registered in NORM_REGISTRY works. A name that only detectron2
-knows ("naiveSyncBN", "LN", ...) is left to detectron2.
+knows ("naiveSyncBN", ...) is left to detectron2. "LN" is the GN paper's here (statistics over C,
+H and W per sample: GN with one group), not detectron2's own "LN" (over C at each position, as in
+ConvNeXt), since the plugin's parts take gn_detection's registry first.
 
 Norms that carry their own nonlinearity (EvoNorm-S0, FRN + TLU) are refused: detectron2's blocks
 apply ReLU after a norm in their forward code, so it would stack on the norm's own and could not

@@ -6,26 +6,35 @@ and activation in one layer, from per-sample group statistics only.
 The swish-like numerator replaces the ReLU that would follow (see Conv2d); without an activation
 to replace it computes ``x / sqrt(var_group(x) + eps) * gamma + beta``.
 """
+import math
+from typing import Optional
+
 import torch
 import torch.nn as nn
 
 from ..utils.errors import UserError
-from .norm import NORM_REGISTRY
+from .norm import NORM_REGISTRY, group_norm_settings
 
 __all__ = ["EvoNormS0"]
 
 
 @NORM_REGISTRY.register_as("EvoNormS0")
 class EvoNormS0(nn.Module):
-    """EvoNorm-S0 for (N, C, H, W), channels first like every registered norm; the group count
-    and epsilon are GN's (MODEL.GROUP_NORM), since both normalize by group statistics. The
+    """EvoNorm-S0 for (N, C, H, W) and (N, C, T, H, W), channels first like every registered norm; the group count
+    and epsilon are GN's (MODEL.GROUP_NORM, NUM_GROUPS or DIM_PER_GP), since both normalize by group statistics. The
     statistics are computed in fp32 under bf16/fp16."""
 
     carries_activation = True
 
-    def __init__(self, num_channels: int, num_groups: int = 32, eps: float = 1e-5):
+    def __init__(self, num_channels: int, num_groups: Optional[int] = 32, eps: float = 1e-5, *,
+                 channels_per_group: Optional[int] = None):
         super().__init__()
-        if num_groups <= 0 or num_channels % num_groups:
+        if channels_per_group is not None:
+            if channels_per_group <= 0 or num_channels % channels_per_group:
+                raise UserError(f"EvoNormS0: MODEL.GROUP_NORM.DIM_PER_GP={channels_per_group} does not divide the "
+                                f"{num_channels} channels")
+            num_groups = num_channels // channels_per_group
+        elif num_groups is None or num_groups <= 0 or num_channels % num_groups:
             raise UserError(
                 f"EvoNormS0: MODEL.GROUP_NORM.NUM_GROUPS={num_groups} does not divide the {num_channels} channels"
             )
@@ -37,15 +46,16 @@ class EvoNormS0(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        return dict(num_groups=cfg.MODEL.GROUP_NORM.NUM_GROUPS, eps=cfg.MODEL.GROUP_NORM.EPSILON)
+        return group_norm_settings(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
+        per_channel = (1, -1) + (1,) * (x.dim() - 2)
         xf = x.float()
         # the group size spelled out: -1 is ambiguous for a batch of zero RoIs (an image with no instance)
-        group_size = c // self.num_groups * h * w
+        group_size = c // self.num_groups * math.prod(x.shape[2:])
         var = xf.reshape(n, self.num_groups, group_size).var(dim=2, unbiased=False, keepdim=True)
-        std = (var + self.eps).sqrt().expand(n, self.num_groups, group_size).reshape(n, c, h, w)
-        numerator = xf * torch.sigmoid(self.v.view(1, -1, 1, 1) * xf) if self.apply_activation else xf
-        y = numerator / std * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        std = (var + self.eps).sqrt().expand(n, self.num_groups, group_size).reshape(x.shape)
+        numerator = xf * torch.sigmoid(self.v.view(per_channel) * xf) if self.apply_activation else xf
+        y = numerator / std * self.weight.view(per_channel) + self.bias.view(per_channel)
         return y.to(x.dtype)

@@ -15,10 +15,10 @@ def _set(cfg, key, value):
 
 
 def _below_every_domain(value):
-    """-1 in the value's own type: outside every rule's domain."""
+    """-2 in the value's own type: outside every rule's domain (-1 means "unset" for a few keys)."""
     if isinstance(value, (list, tuple)):
         return type(value)([_below_every_domain(value[0] if value else 1)])
-    return type(value)(-1)
+    return type(value)(-2)
 
 
 def test_the_defaults_pass():
@@ -61,3 +61,15 @@ def test_steps_must_increase():
     cfg.SOLVER.STEPS = (30, 30)
     with pytest.raises(ConfigError, match=r"SOLVER.STEPS=\(30, 30\): expected increasing iterations"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize("num_groups, dim_per_gp", [(32, 16), (-1, -1)])
+def test_gn_groups_come_from_exactly_one_of_num_groups_and_dim_per_gp(num_groups, dim_per_gp):
+    cfg = get_cfg()
+    cfg.MODEL.GROUP_NORM.NUM_GROUPS, cfg.MODEL.GROUP_NORM.DIM_PER_GP = num_groups, dim_per_gp
+    with pytest.raises(ConfigError, match=re.escape(
+            f"my.yaml: MODEL.GROUP_NORM.NUM_GROUPS={num_groups} and MODEL.GROUP_NORM.DIM_PER_GP={dim_per_gp}: "
+            "expected exactly one")):
+        check_config(cfg, "my.yaml")
+    cfg.MODEL.GROUP_NORM.NUM_GROUPS, cfg.MODEL.GROUP_NORM.DIM_PER_GP = -1, 16
+    check_config(cfg)

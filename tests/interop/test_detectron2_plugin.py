@@ -239,3 +239,38 @@ def test_the_tool_takes_detectron2s_command_line(tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "copypaste: Task: froc" in evaluated.stdout + evaluated.stderr
+
+
+@pytest.mark.parametrize("norm", ["LN", "IN", "BRN"])
+def test_the_papers_other_norms_build_in_every_key_of_the_plugin_and_train_a_step(norm):
+    from detectron2.config import get_cfg as d2_get_cfg
+
+    from gn_detection.layers import NORM_REGISTRY
+
+    cfg = d2_get_cfg()
+    add_gn_detection_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "detectron2" / "plugin_synthetic_xray_R_18_FPN_gn.yaml"))
+    keys = ["MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM"]
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.BATCH_RENORM.R_MAX", "2.0"] + [x for k in keys for x in (k, norm)])
+    torch.manual_seed(0)
+    model = d2_build_model(cfg).train()
+    kind = NORM_REGISTRY.get(norm)
+    for part in (model.backbone.bottom_up.stem.conv1, model.backbone.fpn_lateral2, model.roi_heads.box_head.conv1,
+                 model.roi_heads.mask_head.mask_fcn1):
+        assert type(part.norm) is kind
+    if norm == "BRN":
+        assert model.roi_heads.box_head.conv1.norm.r_max == 2.0
+    image = torch.from_numpy(random_image(128, 160, seed=3)[..., :1].copy()).permute(2, 0, 1).float()
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    masks = torch.zeros(2, 128, 160, dtype=torch.bool)
+    masks[0, 20:60, 30:80], masks[1, 70:110, 90:140] = True, True
+    instances = Instances((128, 160), gt_boxes=Boxes(torch.tensor([[30.0, 20, 80, 60], [90, 70, 140, 110]])),
+                          gt_classes=torch.tensor([0, 1]), gt_masks=BitMasks(masks))
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage():  # detectron2's heads log to it in training
+        losses = model([{"image": image, "instances": instances}, {"image": image.flip(-1), "instances": instances}])
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.bottom_up.stem.conv1.norm.weight.grad.abs().sum() > 0

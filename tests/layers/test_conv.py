@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gn_detection import build_model, get_cfg
-from gn_detection.layers import Conv2d, EvoNormS0, FilterResponseNorm, WSConv2d
+from gn_detection.layers import Conv2d, Conv3d, EvoNormS0, FilterResponseNorm, WSConv2d, WSConv3d, inflate_conv
 from gn_detection.layers.conv import standardize_weight
 from tests.helpers import TINY_CONFIG
 
@@ -66,3 +67,74 @@ def test_the_whole_model_builds_and_trains_with_ws_and_each_batch_free_norm():
         losses = model([image], [target])
         sum(losses.values()).backward()
         assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_weight_standardization_of_a_3d_kernel_follows_the_formula():
+    torch.manual_seed(0)
+    conv = WSConv3d(4, 6, (3, 3, 5), stride=(1, 2, 2))
+    x = torch.randn(2, 4, 5, 9, 11)
+    expected_weight = torch.from_numpy(_standardized_in_numpy(conv.weight.detach().numpy())).float()
+    torch.testing.assert_close(standardize_weight(conv.weight.detach()), expected_weight, rtol=1e-6, atol=1e-6)
+    expected = F.conv3d(x, expected_weight, conv.bias, stride=(1, 2, 2), padding=(1, 1, 2))
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv3d_is_conv_then_norm_then_activation():
+    torch.manual_seed(0)
+    conv = Conv3d(4, 6, 3, stride=(1, 2, 2), norm=lambda c: nn.GroupNorm(2, c), activation=F.relu)
+    with torch.no_grad():
+        conv.norm.weight.uniform_(0.5, 2)
+        conv.norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 4, 5, 9, 11)
+    expected = F.relu(F.group_norm(F.conv3d(x, conv.weight, None, (1, 2, 2), 1), 2, conv.norm.weight, conv.norm.bias))
+    assert conv.bias is None and conv(x).shape == (2, 6, 5, 5, 6)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+    frn = Conv3d(4, 6, 3, norm="FRN", activation=F.relu)
+    assert frn.activation is None and frn.norm.apply_activation
+
+
+def _constant_clip(image: torch.Tensor, frames: int) -> torch.Tensor:
+    return image.unsqueeze(2).expand(-1, -1, frames, -1, -1)
+
+
+def test_an_inflated_conv_gives_a_constant_clip_the_2d_response_inside_the_clip():
+    torch.manual_seed(0)
+    conv = Conv2d(4, 6, 3, stride=2, activation=F.relu)
+    image = torch.randn(2, 4, 9, 11)
+    inflated = inflate_conv(conv, 3)
+    out = inflated(_constant_clip(image, 5))
+    expected = conv(image)
+    for t in range(1, 4):
+        torch.testing.assert_close(out[:, :, t], expected, rtol=1e-5, atol=1e-6)
+    # the first and last frames see one frame of zero padding: 2/3 of the response before the ReLU
+    torch.testing.assert_close(out[:, :, 0], F.relu(F.conv2d(image, conv.weight * 2 / 3, conv.bias, 2, 1)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_an_inflated_ws_conv_scales_a_constant_clip_by_the_documented_factor():
+    torch.manual_seed(0)
+    conv = WSConv2d(4, 6, 3, bias=False)
+    image = torch.randn(2, 4, 9, 11)
+    time, n = 3, 4 * 3 * 3
+    out = inflate_conv(conv, time)(_constant_clip(image, 5))[:, :, 2]
+    factor = (time * (n * time - 1) / (n - 1)) ** 0.5
+    torch.testing.assert_close(out, conv(image) * factor, rtol=1e-3, atol=1e-4)
+
+
+def test_inflate_conv_keeps_dtype_trainability_and_the_norm():
+    conv = Conv2d(4, 8, 1, norm=lambda c: nn.GroupNorm(2, c)).double()
+    conv.weight.requires_grad_(False)
+    inflated = inflate_conv(conv, 5)
+    assert inflated.weight.dtype == torch.float64 and not inflated.weight.requires_grad
+    assert inflated.norm is conv.norm and inflated.weight.shape == (8, 4, 5, 1, 1) and inflated.padding == (2, 0, 0)
+
+
+@pytest.mark.parametrize("time", [0, 2, -1, True, 3.0])
+def test_inflate_conv_needs_an_odd_time(time):
+    with pytest.raises(ValueError, match=rf"inflate_conv: time={time!r}; expected an odd temporal kernel size >= 1"):
+        inflate_conv(Conv2d(4, 8, 3), time)
+
+
+def test_inflate_conv_refuses_other_convs():
+    with pytest.raises(TypeError, match=r"Conv2d or WSConv2d \(exactly\), got torch\.nn\.modules\.conv\.Conv2d"):
+        inflate_conv(nn.Conv2d(4, 8, 3), 3)

@@ -9,8 +9,14 @@ from torch import nn
 from gn_detection import get_cfg
 from gn_detection.layers import (
     NORM_REGISTRY,
+    BatchNorm,
+    BatchRenorm,
+    EvoNormS0,
+    FilterResponseNorm,
     FrozenBatchNorm2d,
     GroupNorm,
+    InstanceNorm,
+    LayerNorm,
     convert_frozen_batchnorm,
     get_norm,
     is_norm,
@@ -97,12 +103,14 @@ def test_norm_from_cfg_binds_group_norm_settings():
 def test_norm_from_cfg_names_the_key_of_an_unknown_norm():
     cfg = get_cfg()
     cfg.MODEL.FPN.NORM = "GroupNormal"
-    with pytest.raises(UnknownNameError, match=r"MODEL\.FPN\.NORM='GroupNormal'.*BN, EvoNormS0, FRN, FrozenBN, GN, SyncBN"):
+    with pytest.raises(UnknownNameError, match=r"MODEL\.FPN\.NORM='GroupNormal'.*BN, BRN, EvoNormS0, FRN, FrozenBN, GN, IN, LN, SyncBN"):
         norm_from_cfg(cfg, "MODEL.FPN.NORM")
 
 
 @pytest.mark.parametrize(
-    "name, cls", [("GN", GroupNorm), ("FrozenBN", FrozenBatchNorm2d), ("BN", nn.BatchNorm2d), ("SyncBN", nn.SyncBatchNorm)]
+    "name, cls",
+    [("GN", GroupNorm), ("LN", LayerNorm), ("IN", InstanceNorm), ("FrozenBN", FrozenBatchNorm2d), ("BN", BatchNorm),
+     ("BRN", BatchRenorm), ("SyncBN", nn.SyncBatchNorm)],
 )
 def test_every_builtin_name_builds_its_layer(name, cls):
     layer = get_norm(name, 64)
@@ -197,3 +205,127 @@ def test_frozen_bn_scales_by_its_statistics_with_and_without_a_gradient():
     torch.testing.assert_close(trained_input, expected)
     trained_input.sum().backward()
     assert layer.weight.grad is None  # frozen: the gradient reaches the input only
+
+
+def _layer_norm_then_affine(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """torch's layer_norm over every axis but N, then the per-channel scale and shift."""
+    per_channel = (1, -1) + (1,) * (x.dim() - 2)
+    return F.layer_norm(x, x.shape[1:], eps=norm.eps) * norm.weight.view(per_channel) + norm.bias.view(per_channel)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 6, 5), (2, 16, 3, 6, 5)], ids=["NCHW", "NCTHW"])
+def test_ln_is_layer_norm_over_all_but_the_batch_with_a_per_channel_affine_and_gn_with_one_group(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 4 + 1
+    ln = get_norm("LN", 16)
+    _random_affine(ln)
+    torch.testing.assert_close(ln(x), _layer_norm_then_affine(x, ln), atol=1e-5, rtol=0)
+    gn = GroupNorm(16, num_groups=1)
+    gn.load_state_dict(ln.state_dict())
+    torch.testing.assert_close(ln(x), gn(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 6, 5), (2, 16, 3, 6, 5)], ids=["NCHW", "NCTHW"])
+def test_in_is_instance_norm_with_a_per_channel_affine_and_gn_with_a_group_per_channel(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 4 + 1
+    norm = get_norm("IN", 16)
+    _random_affine(norm)
+    expected = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=1e-5)
+    torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=0)
+    gn = GroupNorm(16, num_groups=16)
+    gn.load_state_dict(norm.state_dict())
+    torch.testing.assert_close(norm(x), gn(x), atol=0, rtol=0)
+
+
+def test_ln_and_in_take_their_epsilon_from_group_norm_settings_and_ignore_the_group_count():
+    cfg = get_cfg()
+    cfg.MODEL.GROUP_NORM.NUM_GROUPS, cfg.MODEL.GROUP_NORM.EPSILON = 8, 1e-3
+    cfg.MODEL.FPN.NORM, cfg.MODEL.RESNETS.NORM = "LN", "IN"
+    ln, inorm = get_norm(norm_from_cfg(cfg, "MODEL.FPN.NORM"), 64), get_norm(norm_from_cfg(cfg, "MODEL.RESNETS.NORM"), 64)
+    assert (ln.num_groups, ln.eps, inorm.num_groups, inorm.eps) == (1, 1e-3, 64, 1e-3)
+
+
+def test_group_norm_reference_on_clips():
+    """GN of a clip pools each group over T, H and W: the formula on (N, G, C/G * T, H, W)."""
+    x = torch.randn(2, 32, 3, 5, 4, generator=torch.Generator().manual_seed(2))
+    gn = GroupNorm(32, num_groups=8)
+    _random_affine(gn)
+    as_image = x.reshape(2, 32, 3 * 5, 4)  # T folded into H: the same groups of values
+    expected = group_norm_reference(as_image.double().numpy(), 8, gn.weight.detach().double().numpy(),
+                                    gn.bias.detach().double().numpy(), 1e-5)
+    np.testing.assert_allclose(gn(x).detach().reshape(2, 32, 15, 4).numpy(), expected, atol=1e-5, rtol=0)
+
+
+def _frames_as_images(x: torch.Tensor) -> torch.Tensor:
+    n, c, t, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+
+
+@pytest.mark.parametrize("name", sorted(name for name, _ in NORM_REGISTRY if name != "SyncBN"))
+def test_every_registered_norm_takes_clips_as_it_takes_images(name):
+    """A clip whose statistics are those of its frames: per-sample norms of a 1-frame clip, and
+    batch norms of a clip folded into the batch (both pool every position of a channel)."""
+    g = torch.Generator().manual_seed(3)
+    layer = get_norm(name, 32)
+    for p in layer.parameters():
+        with torch.no_grad():
+            p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+    for buffer_name in ("running_mean", "running_var"):
+        if hasattr(layer, buffer_name):
+            getattr(layer, buffer_name).copy_(torch.rand(32, generator=g) + 0.5)
+    clip = torch.randn(2, 32, 3, 4, 5, generator=g)
+    layer.eval()
+    one_frame = clip[:, :, :1]
+    torch.testing.assert_close(layer(one_frame)[:, :, 0], layer(one_frame[:, :, 0]), atol=1e-5, rtol=1e-5)
+    if isinstance(layer, (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)):  # per position: frames are images
+        torch.testing.assert_close(_frames_as_images(layer(clip)), layer(_frames_as_images(clip)), atol=1e-5, rtol=1e-5)
+    assert layer.train()(clip.requires_grad_()).shape == clip.shape
+
+
+def test_frozen_bn_on_clips_is_its_formula_with_and_without_gradient():
+    frozen = FrozenBatchNorm2d(8)
+    g = torch.Generator().manual_seed(4)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(frozen, name).copy_(torch.randn(8, generator=g))
+    frozen.running_var.copy_(torch.rand(8, generator=g) + 0.1)
+    clip = torch.randn(2, 8, 3, 4, 4, generator=g)
+    view = (1, 8, 1, 1, 1)
+    expected = (clip - frozen.running_mean.view(view)) / (frozen.running_var.view(view) + frozen.eps).sqrt()
+    expected = expected * frozen.weight.view(view) + frozen.bias.view(view)
+    torch.testing.assert_close(frozen(clip), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(frozen(clip.clone().requires_grad_()), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels_per_group", [16, 64])
+def test_dim_per_gp_gives_every_gn_layer_of_an_r50_fpn_its_channels_over_that_many_groups(channels_per_group):
+    from gn_detection.config import get_cfg as fresh_cfg
+    from gn_detection.modeling import build_model
+
+    cfg = fresh_cfg()
+    cfg.merge_from_file("configs/COCO-GN/mask_rcnn_R_50_FPN_3x_gn.yaml")
+    cfg.MODEL.GROUP_NORM.NUM_GROUPS, cfg.MODEL.GROUP_NORM.DIM_PER_GP = -1, channels_per_group
+    cfg.MODEL.DEVICE = "meta"
+    model = build_model(cfg)
+    norms = {name: m for name, m in model.named_modules() if isinstance(m, GroupNorm)}
+    assert len(norms) == 53 + 8 + 4 + 4  # R-50 (stem, 16 blocks x 3, 4 shortcuts), FPN, box head, mask head
+    assert {n.num_groups for n in norms.values()} == {c // channels_per_group for c in (64, 128, 256, 512, 1024, 2048)}
+    for name, norm in norms.items():
+        assert norm.num_groups * channels_per_group == norm.num_channels, name
+
+
+def test_setting_both_or_neither_group_key_is_an_error_naming_both():
+    from gn_detection.layers import group_norm_settings
+
+    cfg = get_cfg()
+    cfg.MODEL.GROUP_NORM.DIM_PER_GP = 16
+    with pytest.raises(ValueError, match=r"NUM_GROUPS=32 and MODEL\.GROUP_NORM\.DIM_PER_GP=16.*exactly one"):
+        group_norm_settings(cfg)
+    cfg.MODEL.GROUP_NORM.NUM_GROUPS, cfg.MODEL.GROUP_NORM.DIM_PER_GP = -1, -1
+    with pytest.raises(ValueError, match=r"NUM_GROUPS=-1 and MODEL\.GROUP_NORM\.DIM_PER_GP=-1"):
+        group_norm_settings(cfg)
+
+
+def test_a_channel_count_that_dim_per_gp_does_not_divide_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"DIM_PER_GP=24 does not divide the 256 channels"):
+        GroupNorm(256, channels_per_group=24)
+    with pytest.raises(ValueError, match=r"DIM_PER_GP=24 does not divide the 256 channels"):
+        EvoNormS0(256, channels_per_group=24)

@@ -1,6 +1,7 @@
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY, build_backbone
 from .fpn import FPN, LastLevelMaxPool, build_resnet_fpn_backbone
+from .inflate import inflate_resnet
 from .resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet, build_resnet_backbone, make_stage
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "build_backbone",
     "build_resnet_backbone",
     "build_resnet_fpn_backbone",
+    "inflate_resnet",
     "make_stage",
 ]

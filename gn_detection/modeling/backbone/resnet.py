@@ -26,7 +26,8 @@ def _init_convs(module: nn.Module) -> None:
 
 
 class BasicStem(CNNBlockBase):
-    """7x7 stride-2 conv, norm, ReLU, then a 3x3 stride-2 max pool: stride 4."""
+    """7x7 stride-2 conv, norm, ReLU, then a 3x3 stride-2 max pool: stride 4. Inflated for clips
+    (N, C, T, H, W) (``inflate_resnet``), the pool is 1x3x3: it pools each frame alone."""
 
     def __init__(
         self, in_channels: int = 3, out_channels: int = 64, *, norm: NormSpec = "FrozenBN", conv: Type[Conv2d] = Conv2d
@@ -36,7 +37,10 @@ class BasicStem(CNNBlockBase):
         _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
+        x = self.conv1(x)
+        if x.dim() == 5:
+            return F.max_pool3d(x, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
 class BasicBlock(CNNBlockBase):

@@ -4,7 +4,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from gn_detection import get_cfg
-from gn_detection.layers import GroupNorm, ShapeSpec
+from gn_detection.layers import BatchNorm, GroupNorm, ShapeSpec
 from gn_detection.modeling.backbone import BasicBlock, BottleneckBlock, build_resnet_backbone
 
 
@@ -112,7 +112,7 @@ def test_frozen_gn_stays_gn_and_frozen_bn_becomes_frozen_batchnorm():
     bn = build(resnet_cfg(18, "BN", freeze_at=2))
     assert isinstance(bn.stem.conv1.norm, FrozenBatchNorm2d)
     assert isinstance(bn.res2[0].conv1.norm, FrozenBatchNorm2d)
-    assert type(bn.res3[0].conv1.norm) is nn.BatchNorm2d
+    assert type(bn.res3[0].conv1.norm) is BatchNorm  # BatchNorm2d that also takes clips
 
 
 def test_frozen_stages_do_not_change_in_training():

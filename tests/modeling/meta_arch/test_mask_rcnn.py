@@ -144,3 +144,29 @@ def test_backbone_execution_options_change_neither_losses_nor_checkpoints(tiny_c
         assert states[True][name].equal(value), name
     for name, loss in losses[False].items():
         torch.testing.assert_close(losses[True][name], loss, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["LN", "IN", "BRN", "BN"])
+def test_each_paper_norm_in_every_norm_key_trains_a_step(tiny_cfg, norm):
+    from gn_detection.layers import NORM_REGISTRY
+    from gn_detection.layers.conv import Conv2d
+
+    parts = ("RESNETS", "FPN", "ROI_BOX_HEAD", "ROI_MASK_HEAD")
+    for part in parts:
+        tiny_cfg.MODEL[part].NORM = norm
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).train()
+    kind = NORM_REGISTRY.get(norm)
+    prefixes = ("backbone.bottom_up.", "backbone.fpn_", "roi_heads.box_head.", "roi_heads.mask_head.")
+    for prefix in prefixes:
+        convs = [m for n, m in model.named_modules() if n.startswith(prefix) and isinstance(m, Conv2d) and m.norm is not None]
+        assert convs and all(type(c.norm) is kind for c in convs), prefix
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    samples = [make_sample(120, 150, 3, 3, seed=1), make_sample(100, 90, 2, 3, seed=2)]
+    losses = model([s[0] for s in samples], [s[1] for s in samples])
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    optimizer.step()
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "roi_heads.mask_head.mask_fcn1.norm.weight" in changed and "backbone.bottom_up.stem.conv1.norm.weight" in changed
