@@ -3,6 +3,8 @@ from setuptools import find_packages, setup
 # Writing ONNX (torch.onnx's exporter needs onnx and onnxscript) and running it (onnxruntime, which
 # is all a machine that only predicts needs, beside NumPy, Pillow and pydicom).
 EXPORT = ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"]
+# The classification study's 'digits' source and its stratified splits (datasets/classification.py).
+STUDIES = ["scikit-learn>=1.0"]
 MEDICAL = ["pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-rle>=2", "pyjpegls>=1.2", "highdicom>=0.22"]
 
 setup(
@@ -34,7 +36,8 @@ setup(
         # JPEG 2000 (openjpeg), RLE, and JPEG-LS near-lossless colour (pyjpegls); DICOM SEG out (highdicom)
         "export": EXPORT,
         "medical": MEDICAL,
-        "test": ["pytest>=7", *EXPORT, *MEDICAL],
+        "studies": STUDIES,
+        "test": ["pytest>=7", *EXPORT, *MEDICAL, *STUDIES],  # so CI tests the classification sources too
     },
     entry_points={"console_scripts": ["gn-detect=gn_detection.cli:main"]},
 )
