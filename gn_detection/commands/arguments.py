@@ -2,7 +2,7 @@
 where torch is not installed."""
 import argparse
 
-__all__ = ["at_least", "probability"]
+__all__ = ["at_least", "positive_number", "probability"]
 
 
 def at_least(low: int):
@@ -29,4 +29,15 @@ def probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 <= value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
     return value

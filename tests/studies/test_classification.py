@@ -1,68 +1,74 @@
-import json
-import os
+import math
 
 import numpy as np
+import pytest
 import torch
-from PIL import Image
+from torch import nn
 
-from gn_detection.cli import main
-from gn_detection.data.catalog import get_dataset_spec
-from gn_detection.studies.classification import build_classifier, crops_of
-
-
-def test_crops_are_each_instance_with_its_label(small_builtin_datasets):
-    images, labels = crops_of("shapes_val", size=24)
-    assert images.shape[1:] == (3, 24, 24) and len(images) == len(labels) >= 4
-    assert set(labels.tolist()) <= {0, 1, 2}
-    torch.testing.assert_close(images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+from gn_detection.layers import BatchNorm, BatchRenorm, GroupNorm, InstanceNorm, LayerNorm, WSConv2d
+from gn_detection.studies.classification import Schedule, build_classifier, evaluate, moment_gaps, norm_has_groups
 
 
-def test_each_crop_is_the_square_around_its_instances_box(small_builtin_datasets):
-    """Against crops cut independently from the COCO file's XYWH boxes (the records hold XYXY);
-    crops_of standardizes per channel, so they must agree up to a scale and shift: correlation 1."""
-    json_file, image_root = get_dataset_spec("shapes_val").locate()
-    coco = json.loads(open(json_file).read())
-    files = {image["id"]: image["file_name"] for image in coco["images"]}
-    expected = []
-    for a in coco["annotations"]:  # the shapes JSON lists them image by image, as load_coco_json keeps them
-        x, y, w, h = a["bbox"]
-        side = max(w, h)
-        x0, y0 = max(0, int(x + w / 2 - side / 2)), max(0, int(y + h / 2 - side / 2))
-        image = np.asarray(Image.open(os.path.join(image_root, files[a["image_id"]])).convert("RGB"))
-        patch = torch.from_numpy(image[y0 : y0 + int(side), x0 : x0 + int(side)].copy()).permute(2, 0, 1)
-        expected.append(torch.nn.functional.interpolate(patch[None].float(), size=(16, 16), mode="bilinear")[0])
-    crops, _ = crops_of("shapes_val", size=16)
-    assert len(crops) == len(expected)
-    correlations = [np.corrcoef(c.flatten(), p.flatten())[0, 1] for crop, patch in zip(crops, expected)
-                    for c, p in zip(crop, patch)]
-    assert min(correlations) > 0.999
+@pytest.mark.parametrize("norm, kind", [("BN", BatchNorm), ("GN", GroupNorm), ("LN", LayerNorm), ("IN", InstanceNorm),
+                                        ("BRN", BatchRenorm)])
+def test_classifiers_differ_only_in_their_norms(norm, kind):
+    model = build_classifier(norm, in_channels=1, num_classes=10, width=64)
+    norms = [m for m in model.modules() if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm))]
+    assert len(norms) == 1 + 6 * 2 + 2 and all(type(m) is kind for m in norms)  # stem, 6 blocks, 2 shortcuts
+    reference = build_classifier("GN", in_channels=1, num_classes=10, width=64)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    # the paper's recipe: each block's last norm starts at zero scale, the others at one
+    assert all(float(b.conv2.norm.weight.detach().abs().sum()) == 0 for s in ("res2", "res3", "res4") for b in getattr(model.backbone, s))
+    assert float(model.backbone.stem.conv1.norm.weight.detach().sum()) == 64
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 
-def test_bn_and_gn_classifiers_differ_only_in_their_norms():
-    bn, gn = build_classifier("BN", 3), build_classifier("GN", 3)
-    assert [type(m).__name__ for m in bn.modules() if "Norm" in type(m).__name__][:2] == ["BatchNorm2d", "BatchNorm2d"]
-    assert all(type(m).__name__ != "BatchNorm2d" for m in gn.modules())
-    assert sum(p.numel() for p in bn.parameters()) == sum(p.numel() for p in gn.parameters())
+def test_group_settings_reach_every_gn_layer_and_ws_its_convs():
+    fixed_g = build_classifier("GN", in_channels=3, num_classes=2, width=64, groups=4)
+    assert {m.num_groups for m in fixed_g.modules() if isinstance(m, GroupNorm)} == {4}
+    per_group = build_classifier("GN+WS", in_channels=3, num_classes=2, width=64, channels_per_group=16)
+    gns = [m for m in per_group.modules() if isinstance(m, GroupNorm)]
+    assert {(m.num_channels, m.num_groups) for m in gns} == {(64, 4), (128, 8), (256, 16)}
+    assert all(isinstance(m, WSConv2d) for m in per_group.modules() if isinstance(m, nn.Conv2d))
+    assert norm_has_groups("GN+WS") and norm_has_groups("EvoNormS0") and not norm_has_groups("LN")
+    assert not norm_has_groups("BN")
 
 
-def test_the_classification_study_runs_end_to_end(small_builtin_datasets, tmp_path, capsys):
-    args = ["study-classification", "--norms", "BN", "GN", "--batches", "4", "2", "--epochs", "1",
-            "--output", str(tmp_path / "cls")]
-    assert main(args) == 0
-    rows = json.loads((tmp_path / "cls" / "classification.json").read_text())
-    assert [(r["norm"], r["batch"]) for r in rows] == [("BN", 4), ("BN", 2), ("GN", 4), ("GN", 2)]
-    num_val = len(crops_of("shapes_val")[0])  # an error is a count of those crops
-    assert all(abs(r["error"] * num_val / 100 - round(r["error"] * num_val / 100)) < 1e-6 for r in rows)
-    assert "| GN | 2 |" in capsys.readouterr().out and (tmp_path / "cls" / "classification.png").stat().st_size > 1000
+def test_schedule_counts_full_batches_of_epochs_or_fixed_steps():
+    assert Schedule(epochs=2).steps(100, 32) == 6 and Schedule(epochs=0.5).steps(100, 2) == 25
+    assert Schedule(iterations=7).steps(100, 32) == 7
+    with pytest.raises(ValueError, match="exactly one"):
+        Schedule(epochs=1, iterations=3)
 
-    # Started again in the same folder: finished runs are kept, a missing one is run.
-    runs = tmp_path / "cls" / "runs"
-    kept = json.loads((runs / "GN_b4_s0.json").read_text())
-    (runs / "GN_b4_s0.json").write_text(json.dumps(dict(kept, error=99.5)))
-    (runs / "BN_b2_s0.json").unlink()
-    assert main(args) == 0
-    again = {(r["norm"], r["batch"]): r["error"] for r in json.loads((tmp_path / "cls" / "classification.json").read_text())}
-    assert again[("GN", 4)] == 99.5 and (runs / "BN_b2_s0.json").is_file()
-    capsys.readouterr()
-    assert main(args[:-3] + ["2", "--output", str(tmp_path / "cls")]) == 2
-    assert "BN_b4_s0.json: this run trained 1 epochs, this study asks for 2: use another --output" in capsys.readouterr().err
+
+def _bn_net(channels=3):
+    net = nn.Sequential(nn.BatchNorm2d(channels), nn.Flatten(), nn.Linear(channels * 4, 2))
+    g = torch.Generator().manual_seed(0)
+    net[0].running_mean.copy_(torch.randn(channels, generator=g))
+    net[0].running_var.copy_(torch.rand(channels, generator=g) + 0.5)
+    return net
+
+
+def test_moment_gaps_are_batch_renorms_d_and_log_r_against_a_numpy_recomputation():
+    net, images = _bn_net(), torch.randn(12, 3, 2, 2, generator=torch.Generator().manual_seed(1)) * 2 + 1
+    gaps = moment_gaps(net, images, batch=4)
+    x = images.numpy().reshape(3, 4, 3, 4).transpose(0, 2, 1, 3).reshape(3, 3, 16)  # batch, channel, values
+    sigma = np.sqrt(net[0].running_var.numpy() + 1e-5)
+    d = np.abs((x.mean(2) - net[0].running_mean.numpy()) / sigma).mean()
+    log_r = np.abs(np.log(np.sqrt(x.var(2) + 1e-5) / sigma)).mean()
+    assert gaps["d"] == pytest.approx(d, rel=1e-5) and gaps["log_r"] == pytest.approx(log_r, rel=1e-5)
+
+
+def test_error_with_batch_statistics_leaves_the_running_moments_alone():
+    net = _bn_net()
+    images, labels = torch.randn(16, 3, 2, 2), torch.randint(0, 2, (16,))
+    before = (net[0].running_mean.clone(), net[0].running_var.clone(), int(net[0].num_batches_tracked))
+    batch_error = evaluate(net, images, labels, batch=4)
+    assert torch.equal(net[0].running_mean, before[0]) and torch.equal(net[0].running_var, before[1])
+    assert int(net[0].num_batches_tracked) == before[2]
+    assert not net.training
+    with torch.no_grad():
+        net.train()
+        expected = torch.cat([net(c).argmax(1) for c in images.split(4)])
+    assert batch_error == pytest.approx(float((expected != labels).float().mean()) * 100)
+    assert math.isfinite(evaluate(net, images, labels))
