@@ -12,8 +12,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..utils.errors import UserError
-from .norm import NORM_REGISTRY, group_norm_settings
+from .norm import NORM_REGISTRY, group_count, group_norm_settings
 
 __all__ = ["EvoNormS0"]
 
@@ -29,16 +28,8 @@ class EvoNormS0(nn.Module):
     def __init__(self, num_channels: int, num_groups: Optional[int] = 32, eps: float = 1e-5, *,
                  channels_per_group: Optional[int] = None):
         super().__init__()
-        if channels_per_group is not None:
-            if channels_per_group <= 0 or num_channels % channels_per_group:
-                raise UserError(f"EvoNormS0: MODEL.GROUP_NORM.DIM_PER_GP={channels_per_group} does not divide the "
-                                f"{num_channels} channels")
-            num_groups = num_channels // channels_per_group
-        elif num_groups is None or num_groups <= 0 or num_channels % num_groups:
-            raise UserError(
-                f"EvoNormS0: MODEL.GROUP_NORM.NUM_GROUPS={num_groups} does not divide the {num_channels} channels"
-            )
-        self.num_groups, self.eps = num_groups, eps
+        self.num_groups = group_count("EvoNormS0", num_channels, num_groups, channels_per_group)
+        self.eps = eps
         self.apply_activation = True
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))

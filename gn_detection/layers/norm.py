@@ -27,6 +27,7 @@ __all__ = [
     "InstanceNorm",
     "BatchNorm",
     "FrozenBatchNorm2d",
+    "group_count",
     "group_norm_settings",
     "get_norm",
     "norm_from_cfg",
@@ -82,19 +83,7 @@ class GroupNorm(nn.GroupNorm):
 
     def __init__(self, num_channels: int, num_groups: Optional[int] = 32, eps: float = 1e-5, affine: bool = True,
                  *, channels_per_group: Optional[int] = None):
-        if channels_per_group is not None:
-            if channels_per_group <= 0 or num_channels % channels_per_group:
-                raise UserError(
-                    f"{type(self).__name__}: MODEL.GROUP_NORM.DIM_PER_GP={channels_per_group} does not divide the "
-                    f"{num_channels} channels of this layer; pick a divisor of every layer's channel count"
-                )
-            num_groups = num_channels // channels_per_group
-        elif num_groups is None or num_groups <= 0 or num_channels % num_groups:
-            raise UserError(
-                f"{type(self).__name__}: MODEL.GROUP_NORM.NUM_GROUPS={num_groups} does not divide the "
-                f"{num_channels} channels of this layer; pick a divisor of {num_channels} "
-                f"(e.g. {_largest_divisor_at_most(num_channels, 32)})"
-            )
+        num_groups = group_count(type(self).__name__, num_channels, num_groups, channels_per_group)
         super().__init__(num_groups, num_channels, eps=eps, affine=affine)
 
     @classmethod
@@ -163,6 +152,28 @@ class FrozenBatchNorm2d(ops.FrozenBatchNorm2d):
         shift = self.bias - self.running_mean * scale
         per_channel = (1, -1) + (1,) * (x.dim() - 2)
         return x * scale.view(per_channel) + shift.view(per_channel)
+
+
+def group_count(layer: str, num_channels: int, num_groups: Optional[int], channels_per_group: Optional[int]) -> int:
+    """G of a group-normalizing ``layer`` (its class name, for the message): ``num_groups``, or
+    C / ``channels_per_group`` when that is given.
+
+    Raises:
+        UserError: the one given does not divide ``num_channels``.
+    """
+    if channels_per_group is not None:
+        if channels_per_group <= 0 or num_channels % channels_per_group:
+            raise UserError(
+                f"{layer}: MODEL.GROUP_NORM.DIM_PER_GP={channels_per_group} does not divide the {num_channels} "
+                f"channels of this layer; pick a divisor of every layer's channel count"
+            )
+        return num_channels // channels_per_group
+    if num_groups is None or num_groups <= 0 or num_channels % num_groups:
+        raise UserError(
+            f"{layer}: MODEL.GROUP_NORM.NUM_GROUPS={num_groups} does not divide the {num_channels} channels of "
+            f"this layer; pick a divisor of {num_channels} (e.g. {_largest_divisor_at_most(num_channels, 32)})"
+        )
+    return num_groups
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
