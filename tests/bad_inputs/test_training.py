@@ -10,38 +10,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from gn_detection.cli import main
-from tests.helpers import TINY_CONFIG, make_sample, write_coco_dataset, write_dicom
-
-TINY = str(TINY_CONFIG)
-FAST = ["DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0"]
-
-
-@pytest.fixture
-def data(tmp_path):
-    """A two-image COCO set and the overrides that train and test on it."""
-    root = tmp_path / "data"
-    root.mkdir()
-    json_file = write_coco_dataset(root, [make_sample(96, 128, 2, 3, seed=i) for i in range(2)])
-    opts = ["DATASETS.COCO_INSTANCES", f"[['bad_inputs', '{json_file}', '{root}']]",
-            "DATASETS.TRAIN", "('bad_inputs',)", "DATASETS.TEST", "('bad_inputs',)"]
-    return root, json_file, opts
-
-
-def run_cli(argv, capsys):
-    """(exit code, stderr) of ``gn-detect argv``; argparse's errors exit via SystemExit."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
-def assert_clear_error(code, err, *named):
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    for text in named:
-        assert text in err, f"{text!r} not in:\n{err}"
-
+from tests.bad_inputs.conftest import FAST, TINY, assert_clear_error, run_cli
+from tests.helpers import make_sample, write_coco_dataset, write_dicom
 
 CONFIG_CASES = [
     (["SOLVER.IMS_PER_BATCH", "0"], "SOLVER.IMS_PER_BATCH=0: expected an integer >= 1"),  # hung the sampler
